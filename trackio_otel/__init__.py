@@ -1,0 +1,3 @@
+"""trackio-otel: OpenTelemetry in, Trackio out."""
+
+__version__ = "0.1.0"

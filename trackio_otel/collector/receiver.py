@@ -1,0 +1,165 @@
+"""OTLP/gRPC receiver: TraceService, MetricsService and LogsService on one server.
+
+Handlers take the raw request bytes and decode them themselves, so an undecodable payload
+is answered INVALID_ARGUMENT with the decoder's reason (gRPC's own deserializer would
+answer INTERNAL). Status codes, as the OTel exporters read them:
+
+- OK: committed; partial success names rejected items (bad ids, reserved project names).
+- INVALID_ARGUMENT: the payload could not be decoded; nothing was kept. Not retried.
+- RESOURCE_EXHAUSTED + RetryInfo: the queue is full; the exporter retries after the delay.
+- UNAVAILABLE: shutting down, or the database stayed locked; retried.
+- INTERNAL: anything else; the message says what.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from concurrent import futures
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.message import DecodeError, Message
+from google.rpc.error_details_pb2 import RetryInfo
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2 as logs_pb
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as metrics_pb
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as trace_pb
+from sqlalchemy.exc import OperationalError
+
+from trackio_otel.collector.pipeline import Pipeline, QueueFull, ShuttingDown
+from trackio_otel.translate import logs, metrics, spans
+from trackio_otel.translate.model import Batch
+
+log = logging.getLogger(__name__)
+RETRY_DELAY_S = 1
+
+
+@dataclass(frozen=True)
+class Signal:
+    """One OTLP service: its request type, translator and how to answer partial success."""
+
+    service: str
+    request: type[Message]
+    response: type[Message]
+    partial: type[Message]
+    rejected_field: str
+    translate: Callable[[Any], Batch]
+
+
+SIGNALS = (
+    Signal(
+        "opentelemetry.proto.collector.trace.v1.TraceService",
+        trace_pb.ExportTraceServiceRequest,
+        trace_pb.ExportTraceServiceResponse,
+        trace_pb.ExportTracePartialSuccess,
+        "rejected_spans",
+        spans.from_request,
+    ),
+    Signal(
+        "opentelemetry.proto.collector.metrics.v1.MetricsService",
+        metrics_pb.ExportMetricsServiceRequest,
+        metrics_pb.ExportMetricsServiceResponse,
+        metrics_pb.ExportMetricsPartialSuccess,
+        "rejected_data_points",
+        metrics.from_request,
+    ),
+    Signal(
+        "opentelemetry.proto.collector.logs.v1.LogsService",
+        logs_pb.ExportLogsServiceRequest,
+        logs_pb.ExportLogsServiceResponse,
+        logs_pb.ExportLogsPartialSuccess,
+        "rejected_log_records",
+        logs.from_request,
+    ),
+)
+
+
+def export_handler(
+    signal: Signal, pipeline: Pipeline
+) -> Callable[[bytes, grpc.ServicerContext], Message]:
+    def export(raw: bytes, context: grpc.ServicerContext) -> Message:
+        try:
+            reservation = pipeline.reserve(len(raw))
+        except QueueFull as exc:
+            retry = RetryInfo(retry_delay=Duration(seconds=RETRY_DELAY_S))
+            context.set_trailing_metadata(
+                (("google.rpc.retryinfo-bin", retry.SerializeToString()),)
+            )
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+        except ShuttingDown as exc:
+            context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+        try:
+            try:
+                request = signal.request.FromString(raw)
+            except DecodeError as exc:
+                context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"could not decode {signal.request.DESCRIPTOR.name}: {exc}",
+                )
+            batch = signal.translate(request)
+        except BaseException:
+            reservation.release()
+            raise
+        try:
+            pipeline.commit(batch, reservation)
+        except (OperationalError, TimeoutError, OSError) as exc:
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"could not commit, retry: {exc}")
+        except Exception as exc:
+            context.abort(grpc.StatusCode.INTERNAL, f"could not store: {type(exc).__name__}: {exc}")
+        if batch.errors:
+            partial = signal.partial(error_message="; ".join(batch.errors))
+            setattr(partial, signal.rejected_field, batch.rejected)
+            return signal.response(partial_success=partial)
+        return signal.response()
+
+    return export
+
+
+class Receiver:
+    """The gRPC server. ``start()`` returns the bound port (pass port 0 for an ephemeral one)."""
+
+    def __init__(
+        self, pipeline: Pipeline, endpoint: str, max_message_bytes: int, workers: int = 16
+    ):
+        self.endpoint = endpoint
+        self._server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="otlp"),
+            options=[
+                ("grpc.max_receive_message_length", max_message_bytes),
+                ("grpc.max_send_message_length", 4 << 20),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        self._server.add_generic_rpc_handlers(
+            [
+                grpc.method_handlers_generic_handler(
+                    s.service,
+                    {
+                        "Export": grpc.unary_unary_rpc_method_handler(
+                            export_handler(s, pipeline),
+                            response_serializer=s.response.SerializeToString,
+                        )
+                    },
+                )
+                for s in SIGNALS
+            ]
+        )
+        self._health = health.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
+
+    def start(self) -> int:
+        port = self._server.add_insecure_port(self.endpoint)
+        if port == 0:
+            raise OSError(f"could not listen on {self.endpoint}")
+        self._server.start()
+        for name in ("", *(s.service for s in SIGNALS)):
+            self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        return port
+
+    def stop(self, grace_s: float) -> None:
+        """Refuse new calls, let the ones in flight finish (they wait for their commit)."""
+        self._health.enter_graceful_shutdown()
+        self._server.stop(grace_s).wait()

@@ -1,0 +1,142 @@
+"""Message shapes → the OpenAI chat format Trackio's Traces page renders.
+
+Trackio pairs a tool span with a ``role: "tool"`` message through ``tool_call_id``, and
+shows ``tool_calls`` on assistant messages, so tool calls and results are always written
+in OpenAI's shape whatever convention carried them.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+Message = dict[str, Any]
+
+
+def arguments_text(arguments: Any) -> str:
+    """OpenAI carries tool arguments as a JSON string; OTel's latest form as an object."""
+    if arguments is None:
+        return ""
+    return arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)
+
+
+def content_text(value: Any) -> Any:
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+def tool_call(call_id: Any, name: Any, arguments: Any) -> dict[str, Any]:
+    return {
+        "id": call_id,
+        "type": "function",
+        "function": {"name": name, "arguments": arguments_text(arguments)},
+    }
+
+
+def from_parts(messages: Any) -> list[Message]:
+    """OTel GenAI ``[{role, parts: [...]}]`` → OpenAI messages.
+
+    A ``tool_call_response`` part becomes its own ``role: "tool"`` message even inside a
+    user message (Anthropic style), because that is where Trackio looks for results.
+    """
+    out: list[Message] = []
+    if not isinstance(messages, list):
+        return out
+    for message in messages:
+        if not isinstance(message, dict):
+            continue
+        role = "assistant" if message.get("role") == "model" else message.get("role", "user")
+        texts: list[str] = []
+        items: list[dict[str, Any]] = []
+        calls: list[dict[str, Any]] = []
+        reasoning: list[str] = []
+        results: list[Message] = []
+        for part in message.get("parts") or []:
+            if not isinstance(part, dict):
+                continue
+            kind = part.get("type")
+            if kind == "text":
+                texts.append(str(part.get("content", "")))
+                items.append({"type": "text", "text": str(part.get("content", ""))})
+            elif kind == "tool_call":
+                calls.append(tool_call(part.get("id"), part.get("name"), part.get("arguments")))
+            elif kind == "tool_call_response":
+                results.append(
+                    {
+                        "role": "tool",
+                        "tool_call_id": part.get("id"),
+                        "content": content_text(part.get("response", part.get("result"))),
+                    }
+                )
+            elif kind == "reasoning":
+                reasoning.append(str(part.get("content", "")))
+            elif kind in ("blob", "uri", "file"):
+                items.append(media_item(part))
+            else:
+                items.append({"type": "text", "text": json.dumps(part, ensure_ascii=False)})
+        if texts or calls or reasoning or len(items) > len(texts) or not results:
+            msg: Message = {"role": role, "content": _content(texts, items)}
+            if calls:
+                msg["tool_calls"] = calls
+            if reasoning:
+                msg["reasoning_content"] = "\n".join(reasoning)
+            if message.get("name"):
+                msg["name"] = message["name"]
+            if "finish_reason" in message:
+                msg["finish_reason"] = message["finish_reason"]
+            out.append(msg)
+        out.extend(results)
+    return out
+
+
+def media_item(part: dict[str, Any]) -> dict[str, Any]:
+    """A blob/uri/file part as an OpenAI content item (images render inline in Trackio)."""
+    mime = part.get("mime_type") or ""
+    if part.get("type") == "blob":
+        url = f"data:{mime or 'application/octet-stream'};base64,{part.get('content', '')}"
+    elif part.get("type") == "uri":
+        url = str(part.get("uri", ""))
+    else:
+        return {"type": "text", "text": f"[file:{part.get('file_id', '')}]"}
+    if part.get("modality") == "image" or mime.startswith("image/"):
+        return {"type": "image_url", "image_url": {"url": url}}
+    return {"type": "text", "text": f"[{part.get('modality', 'media')}: {url[:200]}]"}
+
+
+def _content(texts: list[str], items: list[dict[str, Any]]) -> Any:
+    if len(items) > len(texts):  # some non-text part: keep the list form
+        return items
+    return "\n".join(texts) if texts else None
+
+
+def system_message(instructions: Any) -> Message | None:
+    """``gen_ai.system_instructions`` (a list of parts) → one system message."""
+    if isinstance(instructions, str):
+        return {"role": "system", "content": instructions}
+    if isinstance(instructions, list):
+        parts = [p.get("content", "") for p in instructions if isinstance(p, dict)]
+        return {"role": "system", "content": "\n".join(str(p) for p in parts)}
+    return None
+
+
+def from_openai(messages: Any) -> list[Message]:
+    """An OpenAI-style message list (semconv ≤1.27 ``gen_ai.prompt``), tidied."""
+    if isinstance(messages, dict):
+        messages = [messages]
+    return [dict(m) for m in messages if isinstance(m, dict)] if isinstance(messages, list) else []
+
+
+def key(message: Message) -> str:
+    """Identity of a message for de-duplicating histories across generations."""
+    return json.dumps(
+        [
+            message.get("role"),
+            message.get("content"),
+            message.get("tool_call_id"),
+            message.get("tool_calls"),
+        ],
+        sort_keys=True,
+        ensure_ascii=False,
+        default=str,
+    )

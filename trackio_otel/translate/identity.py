@@ -1,0 +1,102 @@
+"""Which Trackio project and run a resource's data belongs to.
+
+project = ``trackio.project``, else ``service.name``, else ``default`` (canonicalised as
+Trackio does). run name = ``trackio.run.name``, else ``<service.name>-<8 hex>`` where the
+hex identifies the emitting process (``service.instance.id``, else host and pid), so one
+process's data stays in one run and two processes never share one. run id =
+``trackio.run.id``, else a stable hash of project, run name and process, so a collector
+restart or a retry lands in the same run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource as PbResource
+
+from trackio_otel import semconv
+from trackio_otel.translate import pdata
+from trackio_otel.translate.model import Resource, Run
+
+_RESERVED_SUFFIXES = (
+    "_system",
+    "_configs",
+    "_traces",
+    "_artifacts",
+    "_artifact_versions",
+    "_artifact_aliases",
+    "_run_artifact_links",
+    "_external_run_artifact_links",
+)
+
+
+def canonical_project_name(project: str) -> str:
+    """Trackio's own rule: keep ``[alnum-_]``, fall back to ``default``."""
+    safe = "".join(c for c in project if c.isalnum() or c in ("-", "_")).rstrip()
+    return safe or "default"
+
+
+def project_name_error(canonical: str) -> str | None:
+    """Names Trackio refuses (they collide with its sidecar files)."""
+    if canonical.startswith("registry-"):
+        return f"project {canonical!r} is reserved: names beginning with 'registry-'"
+    for suffix in _RESERVED_SUFFIXES:
+        if len(canonical) > len(suffix) and canonical.endswith(suffix):
+            return f"project {canonical!r} ends with the reserved suffix {suffix!r}"
+    return None
+
+
+def digest(*parts: object) -> str:
+    """A 32-hex id (the shape of Trackio's uuid4().hex) from stable parts."""
+    text = "\x1f".join(str(p) for p in parts)
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
+def resource_of(pb: PbResource, schema_url: str) -> Resource:
+    attrs = pdata.attributes(pb.attributes)
+    rid = digest(pdata.dumps(sorted(attrs.items(), key=lambda kv: kv[0])), schema_url)
+    return Resource(rid, attrs, schema_url)
+
+
+def run_for(attrs: dict[str, Any]) -> Run:
+    """Raise ``ValueError`` naming the attribute when the resource can't be placed."""
+    raw_project = attrs.get(semconv.PROJECT) or attrs.get(semconv.SERVICE_NAME) or "default"
+    project = canonical_project_name(str(raw_project))
+    if error := project_name_error(project):
+        source = semconv.PROJECT if semconv.PROJECT in attrs else semconv.SERVICE_NAME
+        raise ValueError(f"resource.attributes[{source}]: {error}")
+
+    process = attrs.get(semconv.SERVICE_INSTANCE_ID) or (
+        f"{attrs.get(semconv.HOST_NAME, '')}/{attrs.get(semconv.PROCESS_PID, '')}"
+    )
+    name = attrs.get(semconv.RUN_NAME)
+    if name:
+        name = str(name)
+        run_id = attrs.get(semconv.RUN_ID) or digest(project, name)
+    else:
+        service = str(attrs.get(semconv.SERVICE_NAME) or "otel")
+        name = f"{service}-{digest(process)[:8]}"
+        run_id = attrs.get(semconv.RUN_ID) or digest(project, name, process)
+    group = attrs.get(semconv.RUN_GROUP)
+    return Run(project, str(run_id), name, str(group) if group else None, _config(attrs))
+
+
+def _config(attrs: dict[str, Any]) -> dict[str, Any]:
+    config: dict[str, Any] = {}
+    raw = attrs.get(semconv.RUN_CONFIG)
+    if isinstance(raw, str):
+        try:
+            parsed = json.loads(raw)
+        except ValueError as exc:
+            raise ValueError(
+                f"resource.attributes[{semconv.RUN_CONFIG}]: not JSON ({exc})"
+            ) from exc
+        if not isinstance(parsed, dict):
+            raise ValueError(f"resource.attributes[{semconv.RUN_CONFIG}]: must be a JSON object")
+        config.update(parsed)
+    for key, value in attrs.items():
+        if key.startswith(semconv.RUN_CONFIG_PREFIX):
+            config[key[len(semconv.RUN_CONFIG_PREFIX) :]] = value
+    return config

@@ -1,0 +1,91 @@
+"""Plain-Python views of OTLP protobuf values, shared by every translator.
+
+OTLP carries attribute values as ``AnyValue`` trees; everything downstream wants dicts,
+lists and scalars that ``json.dumps`` accepts. IDs travel as raw bytes and are shown as
+lowercase hex, the form every OTel tool prints.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from typing import Any
+
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+TRACE_ID_BYTES = 16
+SPAN_ID_BYTES = 8
+
+
+def any_value(value: AnyValue) -> Any:
+    """Convert an ``AnyValue`` to JSON-ready Python (bytes become base64 text)."""
+    kind = value.WhichOneof("value")
+    if kind == "string_value":
+        return value.string_value
+    if kind == "int_value":
+        return value.int_value
+    if kind == "double_value":
+        return json_number(value.double_value)
+    if kind == "bool_value":
+        return value.bool_value
+    if kind == "array_value":
+        return [any_value(v) for v in value.array_value.values]
+    if kind == "kvlist_value":
+        return attributes(value.kvlist_value.values)
+    if kind == "bytes_value":
+        return base64.b64encode(value.bytes_value).decode("ascii")
+    return None
+
+
+def attributes(pairs: Iterable[KeyValue]) -> dict[str, Any]:
+    """OTLP key/value list → dict (a repeated key keeps its last value, as the SDKs do)."""
+    return {kv.key: any_value(kv.value) for kv in pairs}
+
+
+def json_number(x: float) -> float | str:
+    """Trackio stores non-finite floats as the strings "NaN", "Infinity", "-Infinity"."""
+    if math.isfinite(x):
+        return x
+    if math.isnan(x):
+        return "NaN"
+    return "Infinity" if x > 0 else "-Infinity"
+
+
+def dumps(obj: Any) -> str:
+    """Compact JSON, the only form Trackio's tab detection recognises."""
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def iso(unix_nano: int) -> str:
+    """Trackio's one timestamp format: aware-UTC ``isoformat`` with microseconds."""
+    seconds, nanos = divmod(unix_nano, 1_000_000_000)
+    stamp = datetime.fromtimestamp(seconds, tz=timezone.utc)
+    return stamp.replace(microsecond=nanos // 1000).isoformat(timespec="microseconds")
+
+
+def now_nano() -> int:
+    return int(datetime.now(timezone.utc).timestamp() * 1e9)
+
+
+def parse_json(value: Any) -> Any:
+    """Decode a JSON string attribute, leaving anything else (or broken JSON) as it is."""
+    if isinstance(value, str) and value[:1] in ("[", "{", '"'):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def id_error(raw: bytes, size: int, *, required: bool) -> str | None:
+    """Why ``raw`` is not a valid OTLP id of ``size`` bytes, or None if it is."""
+    if not raw:
+        return "is missing" if required else None
+    if len(raw) != size:
+        return f"must be {size} bytes, got {len(raw)}"
+    if not any(raw):
+        return "must not be all zeros"
+    return None
