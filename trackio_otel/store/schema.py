@@ -27,7 +27,8 @@ metadata = MetaData()
 
 
 def _id() -> Column:
-    return Column("id", Integer, primary_key=True)
+    # Trackio's DDL declares primary keys without NOT NULL; match it column for column.
+    return Column("id", Integer, primary_key=True, nullable=True)
 
 
 def _pending_and_log_id(table: str) -> list[Index]:
@@ -86,7 +87,7 @@ system_metrics = Table(
 traces = Table(
     "traces",
     metadata,
-    Column("id", Text, primary_key=True),
+    Column("id", Text, primary_key=True, nullable=True),
     Column("run_id", Text, nullable=False),
     Column("timestamp", Text, nullable=False),
     Column("run_name", Text, nullable=False),
@@ -106,7 +107,7 @@ traces = Table(
 project_metadata = Table(
     "project_metadata",
     metadata,
-    Column("key", Text, primary_key=True),
+    Column("key", Text, primary_key=True, nullable=True),
     Column("value", Text, nullable=False),
 )
 pending_uploads = Table(
