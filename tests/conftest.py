@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -32,7 +34,9 @@ from trackio.sqlite_storage import SQLiteStorage  # noqa: E402
 
 from trackio_otel.collector import Collector, CollectorConfig  # noqa: E402
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "otlp"  # recorded by real instrumentations
+FIXTURES = (
+    Path(__file__).resolve().parent / "fixtures" / "otlp"
+)  # recorded by real instrumentations
 
 
 @pytest.fixture(scope="session")
@@ -57,7 +61,9 @@ def endpoint(collector: Collector) -> str:
     return f"127.0.0.1:{collector.port}"
 
 
-def load_fixture(name: str, project: str) -> tuple[ExportTraceServiceRequest, ExportLogsServiceRequest]:
+def load_fixture(
+    name: str, project: str
+) -> tuple[ExportTraceServiceRequest, ExportLogsServiceRequest]:
     """A recorded payload, re-targeted at ``project`` via the resource's ``trackio.project``."""
     raw = json.loads((FIXTURES / f"{name}.otlp.json").read_text())
     traces = ParseDict(raw["traces"], ExportTraceServiceRequest())
@@ -66,6 +72,13 @@ def load_fixture(name: str, project: str) -> tuple[ExportTraceServiceRequest, Ex
         kv = rs.resource.attributes.add()
         kv.key, kv.value.string_value = "trackio.project", project
     return traces, logs
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on (for subprocesses that must bind it themselves)."""
+    with closing(socket.socket()) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def runs(project: str) -> list[dict]:

@@ -18,8 +18,11 @@ def test_new_span_only_fixture_becomes_trackio_traces(endpoint, project):
     call = agent["messages"][2]["tool_calls"][0]
     assert agent["messages"][3]["tool_call_id"] == call["id"]
     kinds = {s["name"]: s["kind"] for s in agent["spans"]}
-    assert kinds == {"invoke_agent WeatherBot": "span", "chat gpt-4o-mini": "generation",
-                     "execute_tool get_weather": "tool"}
+    assert kinds == {
+        "invoke_agent WeatherBot": "span",
+        "chat gpt-4o-mini": "generation",
+        "execute_tool get_weather": "tool",
+    }
     tool = next(s for s in agent["spans"] if s["kind"] == "tool")
     assert tool["id"] == call["id"]
 
@@ -30,5 +33,11 @@ def test_legacy_events_join_their_spans_in_either_order(endpoint, project):
         logs_service_pb2_grpc.LogsServiceStub(channel).Export(logs)  # events before spans
         trace_service_pb2_grpc.TraceServiceStub(channel).Export(traces)
     agent = next(t for t in traces_of(project) if t["key"] == "invoke_agent WeatherBot")
-    assert [m["role"] for m in agent["messages"]] == ["system", "user", "assistant", "tool", "assistant"]
+    assert [m["role"] for m in agent["messages"]] == [
+        "system",
+        "user",
+        "assistant",
+        "tool",
+        "assistant",
+    ]
     assert agent["messages"][-1]["content"].startswith("It is rainy")

@@ -10,14 +10,26 @@ from tests.conftest import load_fixture
 from trackio_otel.store.sqlite import SQLiteStore
 from trackio_otel.translate import spans
 
-TRACKIO_TABLES = ("metrics", "configs", "system_metrics", "traces", "project_metadata",
-                  "pending_uploads", "alerts")
+TRACKIO_TABLES = (
+    "metrics",
+    "configs",
+    "system_metrics",
+    "traces",
+    "project_metadata",
+    "pending_uploads",
+    "alerts",
+)
 
 
 def shape(db: sqlite3.Connection, table: str) -> tuple:
-    columns = [(r[1], r[2].upper(), r[3], r[4], r[5]) for r in db.execute(f"PRAGMA table_info({table})")]
-    indexes = sorted((r[1], r[2], r[4]) for r in db.execute(f"PRAGMA index_list({table})")
-                     if not r[1].startswith("sqlite_autoindex"))
+    columns = [
+        (r[1], r[2].upper(), r[3], r[4], r[5]) for r in db.execute(f"PRAGMA table_info({table})")
+    ]
+    indexes = sorted(
+        (r[1], r[2], r[4])
+        for r in db.execute(f"PRAGMA index_list({table})")
+        if not r[1].startswith("sqlite_autoindex")
+    )
     return columns, indexes
 
 

@@ -39,7 +39,9 @@ TRAIN_PHASE: Final = "trackio.train.phase"
 """On a child span of a training step: which phase it times (see ``PHASES``)."""
 PHASES: Final = ("data_wait", "forward", "backward", "optimizer")
 
-# Span names the SDK uses (the collector keys on attributes, never on these names).
+# Span names the SDK uses. The collector keys on attributes, except that a trace made only
+# of a SPAN_TRAIN_STEP span and its phases is not shown as a Trackio trace (its timing is
+# already step metrics; the spans stay in otel_spans).
 SPAN_ROLLOUT: Final = "trackio.rollout"
 SPAN_TRAIN_STEP: Final = "trackio.train.step"
 
@@ -52,6 +54,9 @@ attribute holds the step. It becomes one Trackio ``metrics`` row."""
 GPU_SM_CLOCK: Final = "trackio.gpu.clock.sm"
 GPU_MEMORY_CLOCK: Final = "trackio.gpu.clock.memory"
 GPU_PROCESS_MEMORY: Final = "trackio.gpu.process.memory.usage"
+GPU_MEMORY_BUSY: Final = "trackio.gpu.memory.busy"
+"""Fraction of time device memory was read or written (NVML ``utilization.memory``)."""
+GPU_POWER_LIMIT: Final = "trackio.gpu.power.limit"
 GPU_INDEX: Final = "trackio.gpu.index"
 """On GPU metric points beside ``hw.id`` (the UUID): the index Trackio's ``gpu/<i>/`` keys use."""
 

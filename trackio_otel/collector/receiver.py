@@ -5,9 +5,13 @@ is answered INVALID_ARGUMENT with the decoder's reason (gRPC's own deserializer 
 answer INTERNAL). Status codes, as the OTel exporters read them:
 
 - OK: committed; partial success names rejected items (bad ids, reserved project names).
-- INVALID_ARGUMENT: the payload could not be decoded; nothing was kept. Not retried.
-- RESOURCE_EXHAUSTED + RetryInfo: the queue is full; the exporter retries after the delay.
-- UNAVAILABLE: shutting down, or the database stayed locked; retried.
+- INVALID_ARGUMENT: the payload could not be decoded (corrupt wire format, invalid UTF-8,
+  or nesting past protobuf's fixed limit of 100 messages: about 31 kvlist levels inside a
+  span attribute); nothing was kept. Not retried.
+- RESOURCE_EXHAUSTED: the message exceeds ``max_message_bytes`` (gRPC's own check), or, with
+  RetryInfo, the queue is full and the exporter retries after the delay.
+- UNAVAILABLE: shutting down, or the database stayed locked; retried. Calls that arrive
+  once shutdown began may instead be CANCELLED by gRPC itself, which OTLP also retries.
 - INTERNAL: anything else; the message says what.
 """
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,13 +26,17 @@ from sqlalchemy.dialects.sqlite import insert
 
 from trackio_otel.store import schema
 from trackio_otel.translate import pdata
+from trackio_otel.translate.conventions.media import MediaFile
 from trackio_otel.translate.identity import digest
 from trackio_otel.translate.model import Batch, Log, Run, Span
-from trackio_otel.translate.trace import AssembledTrace, assemble
+from trackio_otel.translate.trace import AssembledTrace, assemble, is_training_step, with_media
 
 BUSY_TIMEOUT_S = 30.0
 LOCK_TIMEOUT_S = 30.0
 SQL_IN_CHUNK = 500
+SEARCHABLE_SPAN_FIELDS = ("id", "name", "kind", "model", "status", "error", "metadata")
+_DATA_URL = re.compile(r'"data:', re.IGNORECASE)
+"""How every string ``with_media`` may turn into a file starts, once JSON-encoded."""
 
 
 def default_trackio_dir() -> Path:
@@ -187,7 +192,7 @@ def _write(conn: Any, p: _Project, batch: Batch, pending_runs: dict[str, str]) -
             if s.step is None
         ],
     )
-    _update_traces(conn, batch)
+    _update_traces(conn, batch, p.lock_path.parent / "media")  # Trackio's MEDIA_DIR
 
 
 def _insert_ignore(conn: Any, table: Any, rows: list[dict[str, Any]]) -> None:
@@ -335,7 +340,7 @@ def _user_config(raw: str | bytes) -> dict[str, Any]:
 
 
 # --- Traces ---------------------------------------------------------------------------------
-def _update_traces(conn: Any, batch: Batch) -> None:
+def _update_traces(conn: Any, batch: Batch, media_dir: Path) -> None:
     spans_by_trace: dict[str, list[Span]] = defaultdict(list)
     for s in batch.spans:
         spans_by_trace[s.trace_id].append(s)
@@ -356,10 +361,12 @@ def _update_traces(conn: Any, batch: Batch) -> None:
     assembled: list[AssembledTrace] = []
     for trace_id in touched:
         spans = stored_spans.get(trace_id) or spans_by_trace.get(trace_id)
-        if spans:
+        if spans and not is_training_step(spans):
             assembled.append(assemble(spans, logs.get(trace_id, [])))
     next_step: dict[str, int] = {}
     rows = []
+    files: dict[str, MediaFile] = {}
+    rollouts = []
     for a in sorted(assembled, key=lambda a: (a.start_ns, a.trace_id)):
         step = a.step if a.step is not None else existing.get(a.trace_id)
         if step is None:  # the per-run rule: the run's next trace number
@@ -370,9 +377,15 @@ def _update_traces(conn: Any, batch: Batch) -> None:
                 next_step[a.run.run_id] = -1 if top is None else top
             next_step[a.run.run_id] += 1
             step = next_step[a.run.run_id]
-        rows.append(trace_row(a, step))
+        row = trace_row(a, step)
+        if _DATA_URL.search(row["messages"]) or _DATA_URL.search(row["spans"]):
+            row = trace_row(with_media(a, step, files), step)  # rare: walk it for images
+        rows.append(row)
+        if a.scalars:
+            rollouts.append(rollout_row(a, step))
     if not rows:  # only log events so far: their spans will bring the trace
         return
+    _write_media(media_dir, files.values())  # before the rows that reference them commit
     stmt = insert(t)
     conn.execute(
         stmt.on_conflict_do_update(
@@ -394,6 +407,39 @@ def _update_traces(conn: Any, batch: Batch) -> None:
         ),
         rows,
     )
+    if rollouts:  # a late span may add a reward or move the step: rewrite, keyed by trace
+        stmt = insert(schema.metrics)
+        conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["log_id"],
+                index_where=schema.metrics.c.log_id.isnot(None),
+                set_={c: stmt.excluded[c] for c in ("run_name", "timestamp", "step", "metrics")},
+            ),
+            rollouts,
+        )
+
+
+def rollout_row(a: AssembledTrace, step: int) -> dict[str, Any]:
+    """A rollout's reward and advantage as a Trackio ``metrics`` row at its trace's step."""
+    return {
+        **_run_cols(a.run),
+        "timestamp": pdata.iso(a.start_ns or pdata.now_nano()),
+        "step": step,
+        "metrics": pdata.dumps(a.scalars),
+        "log_id": digest(a.trace_id, "rollout"),
+    }
+
+
+def _write_media(media_dir: Path, files: Iterable[MediaFile]) -> None:
+    """Content-addressed names: a file already there (a retried export) is left as it is."""
+    for f in files:
+        target = media_dir / f.path
+        if target.exists():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.partial")
+        partial.write_bytes(f.data)
+        os.replace(partial, target)
 
 
 def trace_row(a: AssembledTrace, step: int) -> dict[str, Any]:
@@ -419,23 +465,16 @@ def search_text(a: AssembledTrace) -> str:
     searchable span fields (never span input/output)."""
     parts: list[str] = []
 
-    def visit(value: Any) -> None:
-        if value is None:
-            return
-        if isinstance(value, dict):
-            for nested in value.values():
-                visit(nested)
-        elif isinstance(value, list):
-            for nested in value:
-                visit(nested)
-        else:
-            parts.append(str(value))
+    def visit(container: dict[str, Any] | list[Any]) -> None:  # recursing on containers only
+        for value in container.values() if isinstance(container, dict) else container:
+            if isinstance(value, (dict, list)):
+                visit(value)
+            elif value is not None:
+                parts.append(str(value))
 
-    visit(a.messages)
-    visit(a.metadata)
+    visit([a.messages, a.metadata])
     for span in a.spans:
-        for name in ("id", "name", "kind", "model", "status", "error", "metadata"):
-            visit(span.get(name))
+        visit([span.get(name) for name in SEARCHABLE_SPAN_FIELDS])
     return f"{a.trace_id} {a.key} {' '.join(parts)}".lower()
 
 

@@ -80,7 +80,15 @@ def run_for(attrs: dict[str, Any]) -> Run:
         name = f"{service}-{digest(process)[:8]}"
         run_id = attrs.get(semconv.RUN_ID) or digest(project, name, process)
     group = attrs.get(semconv.RUN_GROUP)
-    return Run(project, str(run_id), name, str(group) if group else None, _config(attrs))
+    service_name = attrs.get(semconv.SERVICE_NAME)
+    return Run(
+        project,
+        str(run_id),
+        name,
+        str(group) if group else None,
+        _config(attrs),
+        str(service_name) if service_name else None,
+    )
 
 
 def _config(attrs: dict[str, Any]) -> dict[str, Any]:

@@ -83,6 +83,8 @@ GPU_KEYS: dict[str, GpuKey | Callable[[dict[str, Any]], GpuKey | None]] = {
     semconv.GPU_SM_CLOCK: GpuKey("sm_clock"),
     semconv.GPU_MEMORY_CLOCK: GpuKey("memory_clock"),
     semconv.GPU_PROCESS_MEMORY: GpuKey("process_memory", 1 / GIB),
+    semconv.GPU_MEMORY_BUSY: GpuKey("memory_utilization", 100),
+    semconv.GPU_POWER_LIMIT: GpuKey("power_limit"),
     # OpenLIT's own names (no unit on the wire; memory in MiB).
     "gpu.utilization": GpuKey("utilization"),
     "gpu.enc.utilization": GpuKey("enc_utilization"),

@@ -21,6 +21,8 @@ class Run:
     run_name: str
     group: str | None = None
     config: dict[str, Any] = field(default_factory=dict)
+    service: str | None = None
+    """The resource's ``service.name`` (trace metadata users filter on)."""
 
 
 @dataclass(slots=True)

@@ -12,6 +12,7 @@ import json
 import math
 from collections.abc import Iterable
 from datetime import datetime, timezone
+from functools import lru_cache
 from typing import Any
 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
@@ -41,8 +42,16 @@ def any_value(value: AnyValue) -> Any:
 
 
 def attributes(pairs: Iterable[KeyValue]) -> dict[str, Any]:
-    """OTLP key/value list → dict (a repeated key keeps its last value, as the SDKs do)."""
-    return {kv.key: any_value(kv.value) for kv in pairs}
+    """OTLP key/value list → dict (a repeated key keeps its last value, as the SDKs do).
+
+    Strings, most attribute values, are read inline: this runs for every attribute."""
+    out: dict[str, Any] = {}
+    for kv in pairs:
+        value = kv.value
+        out[kv.key] = (
+            value.string_value if value.WhichOneof("value") == "string_value" else any_value(value)
+        )
+    return out
 
 
 def json_number(x: float) -> float | str:
@@ -54,16 +63,28 @@ def json_number(x: float) -> float | str:
     return "Infinity" if x > 0 else "-Infinity"
 
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def dumps(obj: Any) -> str:
-    """Compact JSON, the only form Trackio's tab detection recognises."""
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    """Compact JSON, the only form Trackio's tab detection recognises.
+
+    One shared encoder: ``json.dumps`` with options builds a new one per call, and this
+    runs several times per span on the collector's hot path."""
+    return _COMPACT.encode(obj)
 
 
 def iso(unix_nano: int) -> str:
-    """Trackio's one timestamp format: aware-UTC ``isoformat`` with microseconds."""
+    """Trackio's one timestamp format: aware-UTC ``isoformat`` with microseconds,
+    e.g. ``2026-11-22T22:53:36.316062+00:00``."""
     seconds, nanos = divmod(unix_nano, 1_000_000_000)
-    stamp = datetime.fromtimestamp(seconds, tz=timezone.utc)
-    return stamp.replace(microsecond=nanos // 1000).isoformat(timespec="microseconds")
+    return f"{_iso_second(seconds)}.{nanos // 1000:06d}+00:00"
+
+
+@lru_cache(maxsize=4096)
+def _iso_second(seconds: int) -> str:
+    """``YYYY-MM-DDTHH:MM:SS`` of a second; cached, since a batch's spans share seconds."""
+    return datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def now_nano() -> int:

@@ -24,7 +24,6 @@ def from_request(request: ExportTraceServiceRequest) -> Batch:
         for j, scope_spans in enumerate(resource_spans.scope_spans):
             scope = scope_spans.scope
             for k, span in enumerate(scope_spans.spans):
-                where = f"resource_spans[{i}].scope_spans[{j}].spans[{k}]"
                 error = (
                     _field(
                         "trace_id",
@@ -39,7 +38,7 @@ def from_request(request: ExportTraceServiceRequest) -> Batch:
                     )
                 )
                 if error:
-                    batch.reject(where, error)
+                    batch.reject(f"resource_spans[{i}].scope_spans[{j}].spans[{k}]", error)
                     continue
                 batch.spans.append(
                     Span(

@@ -8,11 +8,12 @@ any number of requests; the row converges to the same value.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from trackio_otel import semconv
-from trackio_otel.translate.conventions import SpanView, view
+from trackio_otel.translate import pdata
+from trackio_otel.translate.conventions import SpanView, media, view
 from trackio_otel.translate.conventions import messages as msgs
 from trackio_otel.translate.model import Log, Run, Span
 
@@ -23,6 +24,11 @@ SESSION_ATTRIBUTES = (
     "langfuse.session.id",
 )
 USER_ATTRIBUTES = ("user.id", "enduser.id", "traceloop.association.properties.user_id")
+ROLLOUT_SCALARS = {
+    semconv.ROLLOUT_REWARD: "rollout/reward",
+    semconv.ROLLOUT_ADVANTAGE: "rollout/advantage",
+}
+"""Rollout attributes that also become step metrics, and their Trackio keys."""
 
 
 @dataclass(slots=True)
@@ -36,6 +42,8 @@ class AssembledTrace:
     messages: list[dict[str, Any]]
     metadata: dict[str, Any]
     spans: list[dict[str, Any]]
+    scalars: dict[str, float | str]
+    """Rollout reward/advantage as Trackio metric keys; the store logs them at ``step``."""
 
 
 def assemble(spans: list[Span], logs: list[Log]) -> AssembledTrace:
@@ -63,6 +71,41 @@ def assemble(spans: list[Span], logs: list[Log]) -> AssembledTrace:
         messages=conversation(views),
         metadata=_metadata(views, first_root),
         spans=trackio_spans,
+        scalars=rollout_scalars(first_root),
+    )
+
+
+def is_training_step(spans: list[Span]) -> bool:
+    """A trace of only a training step and its phases. Its timing already lands as step
+    metrics, so it stays in ``otel_spans`` but is not made a Trackio trace: thousands of
+    steps would bury the conversations on the Traces page."""
+    return all(
+        s.name == semconv.SPAN_TRAIN_STEP or semconv.TRAIN_PHASE in s.attributes for s in spans
+    )
+
+
+def rollout_scalars(views: list[SpanView]) -> dict[str, float | str]:
+    """``trackio.rollout.reward`` → ``rollout/reward``, ``.reward.<name>`` →
+    ``rollout/reward/<name>``, ``.advantage`` → ``rollout/advantage``; earlier views win."""
+    out: dict[str, float | str] = {}
+    for v in views:
+        for name, value in v.span.attributes.items():
+            key = ROLLOUT_SCALARS.get(name)
+            if key is None and name.startswith(semconv.ROLLOUT_REWARD_PREFIX):
+                key = "rollout/reward/" + name[len(semconv.ROLLOUT_REWARD_PREFIX) :]
+            if key is not None and isinstance(value, (int, float)) and not isinstance(value, bool):
+                out.setdefault(key, pdata.json_number(value))
+    return out
+
+
+def with_media(a: AssembledTrace, step: int, files: dict[str, media.MediaFile]) -> AssembledTrace:
+    """``a`` with its inline images moved to Trackio media files of this ``step`` (added to
+    ``files`` for the store to write): the step is only known once the store numbers it."""
+    prefix = f"{a.run.project}/{a.run.run_name}/{step}"
+    return replace(
+        a,
+        messages=media.place(a.messages, prefix, files),
+        spans=media.place(a.spans, prefix, files),
     )
 
 
@@ -77,16 +120,17 @@ def conversation(views: list[SpanView]) -> list[dict[str, Any]]:
     if not turns:
         turns = [v for v in views if v.messages_in or v.message_out][:1]
     chat: list[dict[str, Any]] = []
-    seen: set[str] = set()
+    chat_keys: list[str] = []  # msgs.key of each chat message, computed once
     for v in turns:
         call = [*(v.messages_in or []), *([_answer(v.message_out)] if v.message_out else [])]
         keys = [msgs.key(m) for m in call]
-        if [msgs.key(m) for m in chat] == keys[: len(chat)]:
-            new = call[len(chat) :]
+        if chat_keys == keys[: len(chat)]:
+            new = list(zip(call, keys, strict=True))[len(chat) :]
         else:
-            new = [m for m, k in zip(call, keys, strict=True) if k not in seen]
-        chat.extend(new)
-        seen.update(msgs.key(m) for m in new)
+            seen = set(chat_keys)
+            new = [(m, k) for m, k in zip(call, keys, strict=True) if k not in seen]
+        chat.extend(m for m, _ in new)
+        chat_keys.extend(k for _, k in new)
     return chat
 
 
@@ -138,6 +182,8 @@ def _metadata(views: list[SpanView], first_root: list[SpanView]) -> dict[str, An
         meta["session_id"] = session
     if user := _attr(first_root, *USER_ATTRIBUTES):
         meta["user_id"] = user
+    if service := first_root[0].span.run.service:
+        meta["service_name"] = service
     meta["status"] = "error" if any(v.status == "error" for v in views) else "success"
     if starts and ends:
         meta["duration_ms"] = round((max(ends) - min(starts)) / 1e6, 3)

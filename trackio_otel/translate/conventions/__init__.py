@@ -15,11 +15,20 @@ from typing import Any
 
 from trackio_otel import semconv
 from trackio_otel.translate import pdata
-from trackio_otel.translate.conventions import genai, trackio
+from trackio_otel.translate.conventions import (
+    genai,
+    genai_legacy,
+    openinference,
+    openllmetry,
+    traceloop,
+    trackio,
+)
 from trackio_otel.translate.model import Log, Span
 
 STATUS_ERROR = 2
-FAMILIES: list[ModuleType] = [genai]
+FAMILIES: list[ModuleType] = [openinference, genai, openllmetry, genai_legacy, traceloop]
+"""Reference §6.2's order: a span matching several (OpenLLMetry's flattened form also sets
+``gen_ai.system``; OpenInference may dual-emit ``gen_ai.*``) takes the first."""
 MAX_METADATA_TEXT = 1024
 _CLASS_REPR = re.compile(r"^<class '(?:.*\.)?([^.']+)'>$")
 

@@ -9,6 +9,7 @@ Content can live in four places (reference §1.4), tried in this order:
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from trackio_otel import semconv
@@ -35,17 +36,33 @@ CONTENT_ATTRIBUTES = frozenset(
     }
 )
 _DETECT = (
-    semconv.GEN_AI_OPERATION_NAME,
     semconv.GEN_AI_PROVIDER_NAME,
-    semconv.GEN_AI_SYSTEM,
     semconv.GEN_AI_INPUT_MESSAGES,
     semconv.GEN_AI_OUTPUT_MESSAGES,
+    semconv.GEN_AI_SYSTEM_INSTRUCTIONS,
+)
+_FLAT_CONTENT = re.compile(r"^gen_ai\.(prompt|completion)\.\d+\.")
+_METADATA_PREFIXES = (
+    "gen_ai.",
+    "server.",
+    "error.",
+    "openai.",
+    "mcp.",
+    "session.",
+    "user.",
+    "traceloop.association.properties.",
 )
 _SPAN_KINDS = ("unspecified", "internal", "server", "client", "producer", "consumer")
 
 
 def detect(attrs: dict[str, Any]) -> bool:
-    return any(name in attrs for name in _DETECT) or attrs.get("mcp.method.name") == "tools/call"
+    """The ≥1.37 form (OpenLLMetry ≥0.55, OpenLIT, util-genai). An operation without the
+    pre-1.37 ``gen_ai.system`` (a manual ``execute_tool`` span) is this form too; spans that
+    do carry ``gen_ai.system`` fall through to OpenLLMetry's flattened form, then
+    ``genai_legacy``."""
+    return any(name in attrs for name in _DETECT) or (
+        semconv.GEN_AI_OPERATION_NAME in attrs and semconv.GEN_AI_SYSTEM not in attrs
+    )
 
 
 def fill(v: SpanView, span: Span, logs: list[Log]) -> None:
@@ -122,7 +139,8 @@ def metadata(span: Span) -> dict[str, Any]:
         k: val
         for k, val in span.attributes.items()
         if k not in CONTENT_ATTRIBUTES
-        and k.startswith(("gen_ai.", "server.", "error.", "openai.", "mcp.", "session.", "user."))
+        and not _FLAT_CONTENT.match(k)
+        and k.startswith(_METADATA_PREFIXES)
     }
     meta["otel_kind"] = _SPAN_KINDS[span.kind] if 0 <= span.kind < len(_SPAN_KINDS) else span.kind
     meta["scope"] = span.scope_name

@@ -11,19 +11,23 @@ import json
 from typing import Any
 
 Message = dict[str, Any]
+_TEXT = json.JSONEncoder(ensure_ascii=False)
+"""``json.dumps(..., ensure_ascii=False)`` without building an encoder per call."""
+REDACTED = "__REDACTED__"
+"""OpenInference's stand-in for content it was told not to capture."""
 
 
 def arguments_text(arguments: Any) -> str:
     """OpenAI carries tool arguments as a JSON string; OTel's latest form as an object."""
     if arguments is None:
         return ""
-    return arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)
+    return arguments if isinstance(arguments, str) else _TEXT.encode(arguments)
 
 
 def content_text(value: Any) -> Any:
     if value is None or isinstance(value, str):
         return value
-    return json.dumps(value, ensure_ascii=False)
+    return _TEXT.encode(value)
 
 
 def tool_call(call_id: Any, name: Any, arguments: Any) -> dict[str, Any]:
@@ -74,7 +78,7 @@ def from_parts(messages: Any) -> list[Message]:
             elif kind in ("blob", "uri", "file"):
                 items.append(media_item(part))
             else:
-                items.append({"type": "text", "text": json.dumps(part, ensure_ascii=False)})
+                items.append({"type": "text", "text": _TEXT.encode(part)})
         if texts or calls or reasoning or len(items) > len(texts) or not results:
             msg: Message = {"role": role, "content": _content(texts, items)}
             if calls:
@@ -127,16 +131,66 @@ def from_openai(messages: Any) -> list[Message]:
     return [dict(m) for m in messages if isinstance(m, dict)] if isinstance(messages, list) else []
 
 
+_KEY_ENCODER = json.JSONEncoder(sort_keys=True, ensure_ascii=False, default=str)
+
+
 def key(message: Message) -> str:
     """Identity of a message for de-duplicating histories across generations."""
-    return json.dumps(
+    return _KEY_ENCODER.encode(
         [
             message.get("role"),
             message.get("content"),
             message.get("tool_call_id"),
             message.get("tool_calls"),
-        ],
-        sort_keys=True,
-        ensure_ascii=False,
-        default=str,
+        ]
     )
+
+
+def captured(value: Any) -> Any:
+    """``None`` for content an instrumentation withheld (OpenInference's ``__REDACTED__``)."""
+    return None if value == REDACTED else value
+
+
+def unflatten(attrs: dict[str, Any], prefix: str) -> list[Any]:
+    """Flattened ``<prefix>{i}.a.{j}.b`` attributes → a list of nested dicts/lists, by index.
+
+    OpenInference and OpenLLMetry ≤0.54 spread each message over many attributes,
+    because span attributes cannot hold nested values.
+    """
+    root: dict[Any, Any] = {}
+    for name, value in attrs.items():
+        if not name.startswith(prefix):
+            continue
+        path = [int(p) if p.isdigit() else p for p in name[len(prefix) :].split(".")]
+        if not isinstance(path[0], int):
+            continue
+        node = root
+        for step in path[:-1]:
+            child = node.get(step)
+            if not isinstance(child, dict):
+                child = node[step] = {}
+            node = child
+        node[path[-1]] = value
+    listed = _as_lists(root)
+    return listed if isinstance(listed, list) else []
+
+
+def _as_lists(node: Any) -> Any:
+    if not isinstance(node, dict):
+        return node
+    if node and all(isinstance(k, int) for k in node):
+        return [_as_lists(node[k]) for k in sorted(node)]
+    return {k: _as_lists(v) for k, v in node.items()}
+
+
+def with_content(role: Any, items: list[dict[str, Any]]) -> Message:
+    """A message from OpenAI content items: plain text when every item is text."""
+    texts = [i["text"] for i in items if i.get("type") == "text"]
+    return {"role": role, "content": _content(texts, items)}
+
+
+def image_item(url: Any) -> dict[str, Any]:
+    """An image reference (http(s) or ``data:`` URL); a withheld one says so."""
+    if not url or url == REDACTED:
+        return {"type": "text", "text": "[image not captured]"}
+    return {"type": "image_url", "image_url": {"url": str(url)}}

@@ -1,0 +1,550 @@
+"""Collector benchmark: realistic LLM agent spans over OTLP/gRPC into Trackio's SQLite.
+
+Runs ``trackio-otel collect`` in its own process and drives it from this one:
+
+A  throughput: closed-loop clients send as fast as the collector answers; committed
+   spans/s = spans answered OK / elapsed, then checked against the database.
+B  latency: a fixed offered rate below saturation; p50/p99 of Export calls.
+C  overload: many clients far above capacity with a small queue; the collector's peak
+   RSS and the RESOURCE_EXHAUSTED answers (with RetryInfo) they get.
+Baseline: single-threaded decode → translate → plain sqlite3 executemany, in process.
+
+Requests are built from one serialized template whose ids carry marker bytes; each
+request swaps the markers for its own sequence number (one ``bytes.replace``), so every
+span id and trace id is unique and the client side costs almost nothing.
+
+    python bench/bench_collector.py            # all phases, about a minute
+    python bench/bench_collector.py --phases a --seconds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import socket
+import sqlite3
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+from trackio_otel.translate import spans as translate_spans
+
+PROJECT = "bench"
+EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+SPANS_PER_TRACE = 4
+# Marker bytes never produced by the ASCII payload; each request overwrites them.
+TRACE_MARK = b"\xfe\xed\xfa\xce\xca\xfe\xba\xbe"  # first 8 of 16 trace-id bytes
+SPAN_MARK = b"\xde\xad\xbe\xef"  # first 4 of 8 span-id bytes
+
+
+# --- Requests ---------------------------------------------------------------------------------
+def _kv(key: str, value: object) -> KeyValue:
+    if isinstance(value, bool):
+        return KeyValue(key=key, value=AnyValue(bool_value=value))
+    if isinstance(value, int):
+        return KeyValue(key=key, value=AnyValue(int_value=value))
+    if isinstance(value, float):
+        return KeyValue(key=key, value=AnyValue(double_value=value))
+    if isinstance(value, list):
+        arr = AnyValue()
+        arr.array_value.values.extend(AnyValue(string_value=str(v)) for v in value)
+        return KeyValue(key=key, value=arr)
+    return KeyValue(key=key, value=AnyValue(string_value=str(value)))
+
+
+_WORDS = ("the", "weather", "in", "paris", "is", "rainy", "with", "light", "wind", "and", "a")
+
+
+def _text(seed: int, n: int) -> str:
+    """About ``n`` characters of prose, varied by ``seed``."""
+    out = " ".join(_WORDS[(seed + i) % len(_WORDS)] for i in range(n // 5))
+    return out[:n]
+
+
+def _messages(trace: int, turn: int) -> tuple[str, str]:
+    """(gen_ai.input.messages, gen_ai.output.messages): ~1.5 KB of text together."""
+    history = [
+        {"role": "user", "parts": [{"type": "text", "content": _text(trace, 800)}]},
+    ]
+    if turn:
+        history += [
+            {
+                "role": "assistant",
+                "parts": [
+                    {
+                        "type": "tool_call",
+                        "id": f"call_{trace}",
+                        "name": "get_weather",
+                        "arguments": {"city": "Paris"},
+                    }
+                ],
+            },
+            {
+                "role": "tool",
+                "parts": [
+                    {
+                        "type": "tool_call_response",
+                        "id": f"call_{trace}",
+                        "response": _text(trace + 1, 300),
+                    }
+                ],
+            },
+        ]
+        output = [
+            {
+                "role": "assistant",
+                "parts": [{"type": "text", "content": _text(trace + 2, 650)}],
+                "finish_reason": "stop",
+            }
+        ]
+    else:
+        history[0]["parts"][0]["content"] = _text(trace, 1500)
+        output = [
+            {
+                "role": "assistant",
+                "parts": [
+                    {
+                        "type": "tool_call",
+                        "id": f"call_{trace}",
+                        "name": "get_weather",
+                        "arguments": {"city": "Paris"},
+                    }
+                ],
+                "finish_reason": "tool_calls",
+            }
+        ]
+    return json.dumps(history), json.dumps(output)
+
+
+def _span(trace: int, index: int, parent: int | None, t0: int) -> Span:
+    trace_id = TRACE_MARK + struct.pack(">Q", trace + 1)
+    span_id = SPAN_MARK + struct.pack(">I", trace * SPANS_PER_TRACE + index + 1)
+    common = {
+        "gen_ai.provider.name": "openai",
+        "gen_ai.conversation.id": f"conv-{trace:08d}",
+        "gen_ai.agent.name": "WeatherBot",
+        "server.address": "api.openai.com",
+        "server.port": 443,
+    }
+    if index == 0:
+        name, kind = "invoke_agent WeatherBot", Span.SPAN_KIND_INTERNAL
+        attrs = {
+            **common,
+            "gen_ai.operation.name": "invoke_agent",
+            "gen_ai.agent.id": "agent-weather-1",
+            "gen_ai.agent.description": "Answers weather questions with a tool",
+            "gen_ai.request.model": "gpt-4o-mini",
+            "gen_ai.usage.input_tokens": 812,
+            "gen_ai.usage.output_tokens": 96,
+            "gen_ai.input.messages": _messages(trace, 0)[0],
+            "gen_ai.output.messages": _messages(trace, 1)[1],
+            "user.id": f"user-{trace % 97}",
+            "session.id": f"session-{trace % 31}",
+            "trackio.trace.key": "weather",
+        }
+    elif index in (1, 2):
+        name, kind = "chat gpt-4o-mini", Span.SPAN_KIND_CLIENT
+        messages_in, messages_out = _messages(trace, index - 1)
+        attrs = {
+            **common,
+            "gen_ai.operation.name": "chat",
+            "gen_ai.request.model": "gpt-4o-mini",
+            "gen_ai.response.model": "gpt-4o-mini-2024-07-18",
+            "gen_ai.response.id": f"chatcmpl-{trace:012d}{index}",
+            "gen_ai.response.finish_reasons": ["tool_calls" if index == 1 else "stop"],
+            "gen_ai.request.temperature": 0.2,
+            "gen_ai.request.max_tokens": 512,
+            "gen_ai.request.top_p": 1.0,
+            "gen_ai.request.seed": 42,
+            "gen_ai.output.type": "text",
+            "gen_ai.usage.input_tokens": 400 + index,
+            "gen_ai.usage.output_tokens": 48,
+            "openai.response.service_tier": "default",
+            "gen_ai.input.messages": messages_in,
+            "gen_ai.output.messages": messages_out,
+        }
+    else:
+        name, kind = "execute_tool get_weather", Span.SPAN_KIND_INTERNAL
+        attrs = {
+            **common,
+            "gen_ai.operation.name": "execute_tool",
+            "gen_ai.tool.name": "get_weather",
+            "gen_ai.tool.type": "function",
+            "gen_ai.tool.description": "Current weather for a city",
+            "gen_ai.tool.call.id": f"call_{trace}",
+            "gen_ai.tool.call.arguments": json.dumps({"city": "Paris", "unit": "celsius"}),
+            "gen_ai.tool.call.result": json.dumps({"forecast": _text(trace + 1, 2000)}),
+            "code.function": "get_weather",
+            "code.namespace": "bench.tools",
+            "thread.id": 140211,
+            "thread.name": "MainThread",
+        }
+    start = t0 + index * 1_000_000
+    span = Span(
+        trace_id=trace_id,
+        span_id=span_id,
+        name=name,
+        kind=kind,
+        start_time_unix_nano=start,
+        end_time_unix_nano=start + (400_000_000 if index else 1_500_000_000),
+        attributes=[_kv(k, v) for k, v in attrs.items()],
+    )
+    if parent is not None:
+        span.parent_span_id = SPAN_MARK + struct.pack(">I", trace * SPANS_PER_TRACE + parent + 1)
+    span.status.code = 1
+    return span
+
+
+def template(spans_per_request: int) -> bytes:
+    """One serialized request of ``spans_per_request`` spans (whole traces of four)."""
+    request = ExportTraceServiceRequest()
+    rs = request.resource_spans.add()
+    for k, v in {
+        "service.name": "weather-agent",
+        "service.instance.id": "bench-instance-1",
+        "trackio.project": PROJECT,
+        "telemetry.sdk.name": "opentelemetry",
+        "telemetry.sdk.language": "python",
+        "telemetry.sdk.version": "1.45.2",
+        "host.name": "bench-host",
+        "process.pid": 4242,
+    }.items():
+        rs.resource.attributes.append(_kv(k, v))
+    scope_spans = rs.scope_spans.add()
+    scope_spans.scope.name = "opentelemetry.instrumentation.openai_v2"
+    scope_spans.scope.version = "2.3b0"
+    t0 = time.time_ns()
+    for trace in range(spans_per_request // SPANS_PER_TRACE):
+        # Children end first, so they are exported before their parent.
+        for index, parent in ((3, 0), (1, 0), (2, 0), (0, None)):
+            scope_spans.spans.append(_span(trace, index, parent, t0 + trace * 10**9))
+    raw = request.SerializeToString()
+    assert raw.count(TRACE_MARK) == spans_per_request, "trace marker collides with payload"
+    return raw
+
+
+class Requests:
+    """Unique requests from the template: request ``n`` replaces the id markers with ``n``."""
+
+    def __init__(self, spans_per_request: int) -> None:
+        self.raw = template(spans_per_request)
+        self.spans = spans_per_request
+        self._next = itertools.count(1)
+
+    def next(self) -> bytes:
+        n = next(self._next)  # itertools.count is atomic under the GIL
+        return self.raw.replace(TRACE_MARK, struct.pack(">Q", 1 << 63 | n)).replace(
+            SPAN_MARK, struct.pack(">I", 1 << 31 | n)
+        )
+
+
+# --- The collector process ---------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class CollectorProcess:
+    def __init__(self, trackio_dir: Path, max_queue_mib: int) -> None:
+        self.port = free_port()
+        self.target = f"127.0.0.1:{self.port}"
+        self.log = open(trackio_dir.parent / f"collector-{self.port}.log", "w")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "trackio_otel.cli",
+                "collect",
+                "--trackio-dir",
+                str(trackio_dir),
+                "--grpc-endpoint",
+                self.target,
+                "--max-queue-mib",
+                str(max_queue_mib),
+                "--stats-interval",
+                "1",
+            ],
+            stderr=self.log,
+        )
+        with grpc.insecure_channel(self.target) as channel:
+            grpc.channel_ready_future(channel).result(timeout=30)
+            status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+            assert status.status == health_pb2.HealthCheckResponse.SERVING
+
+    def rss_mib(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=120)
+        self.log.close()
+
+
+# --- Clients -----------------------------------------------------------------------------------
+@dataclass
+class Tally:
+    ok_spans: int = 0
+    ok_requests: int = 0
+    refused: int = 0
+    retry_info: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    latencies_ms: list[float] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def record(self, spans: int, started: float, error: grpc.RpcError | None) -> None:
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        with self.lock:
+            if error is None:
+                self.ok_spans += spans
+                self.ok_requests += 1
+                self.latencies_ms.append(elapsed_ms)
+            elif error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                self.refused += 1
+                trailers = dict(error.trailing_metadata() or ())
+                self.retry_info += "google.rpc.retryinfo-bin" in trailers
+            else:
+                name = error.code().name
+                self.errors[name] = self.errors.get(name, 0) + 1
+
+
+def run_clients(
+    target: str,
+    requests: Requests,
+    clients: int,
+    seconds: float,
+    rate_spans: float | None = None,
+    refused_pause_s: float = 0.05,
+) -> tuple[Tally, float]:
+    """Clients send until ``seconds`` pass: closed loop, or paced to ``rate_spans`` in total.
+
+    A refused request is dropped after ``refused_pause_s`` (the bench measures the refusal,
+    it does not need the data), so the offered load stays high.
+    """
+    tally = Tally()
+    deadline = time.perf_counter() + seconds
+    interval = clients * requests.spans / rate_spans if rate_spans else 0.0
+
+    def client(i: int) -> None:
+        with grpc.insecure_channel(target) as channel:
+            export = channel.unary_unary(
+                EXPORT, response_deserializer=ExportTraceServiceResponse.FromString
+            )
+            due = time.perf_counter() + interval * i / clients
+            while True:
+                if interval:
+                    time.sleep(max(0.0, due - time.perf_counter()))
+                    due += interval
+                if time.perf_counter() >= deadline:
+                    return
+                raw = requests.next()
+                started = time.perf_counter()
+                try:
+                    export(raw, timeout=60)
+                except grpc.RpcError as exc:
+                    tally.record(requests.spans, started, exc)
+                    if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                        time.sleep(refused_pause_s)
+                else:
+                    tally.record(requests.spans, started, None)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return tally, time.perf_counter() - started
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+
+
+def count_rows(trackio_dir: Path) -> tuple[int, int]:
+    with sqlite3.connect(trackio_dir / f"{PROJECT}.db") as db:
+        spans = db.execute("SELECT COUNT(*) FROM otel_spans").fetchone()[0]
+        traces = db.execute("SELECT COUNT(*) FROM traces").fetchone()[0]
+    return spans, traces
+
+
+def trackio_reader_check(trackio_dir: Path, expect_traces: int) -> str:
+    """Trackio's own reader sees the traces (a page of them, fully parsed, plus the count)."""
+    os.environ["TRACKIO_DIR"] = str(trackio_dir)  # read by trackio at import
+    from trackio.sqlite_storage import SQLiteStorage
+
+    (run,) = SQLiteStorage.get_run_records(PROJECT)
+    page = SQLiteStorage.get_traces(PROJECT, run_id=run["id"], limit=50)
+    assert page and all(len(t["spans"]) == SPANS_PER_TRACE for t in page), page[:1]
+    assert all([m["role"] for m in t["messages"]][-1] == "assistant" for t in page)
+    return f"get_traces page of {len(page)} parsed, {expect_traces} traces in total"
+
+
+# --- Baseline ----------------------------------------------------------------------------------
+def baseline(requests: Requests, seconds: float, db_path: Path) -> float:
+    """Single-threaded decode → translate → sqlite3 executemany of minimal span rows."""
+    db = sqlite3.connect(db_path, isolation_level=None)
+    db.execute("PRAGMA journal_mode = WAL")
+    db.execute("PRAGMA synchronous = NORMAL")
+    db.execute(
+        "CREATE TABLE spans (trace_id TEXT, span_id TEXT, parent_span_id TEXT, name TEXT, "
+        "start_ns INTEGER, end_ns INTEGER, attributes TEXT, PRIMARY KEY (trace_id, span_id))"
+    )
+    done, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        batch = translate_spans.from_request(ExportTraceServiceRequest.FromString(requests.next()))
+        db.execute("BEGIN IMMEDIATE")
+        db.executemany(
+            "INSERT INTO spans VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    s.trace_id,
+                    s.span_id,
+                    s.parent_span_id,
+                    s.name,
+                    s.start_ns,
+                    s.end_ns,
+                    json.dumps(s.attributes, separators=(",", ":"), ensure_ascii=False),
+                )
+                for s in batch.spans
+            ],
+        )
+        db.execute("COMMIT")
+        done += len(batch.spans)
+    elapsed = time.perf_counter() - started
+    db.close()
+    return done / elapsed
+
+
+# --- Phases ------------------------------------------------------------------------------------
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument(
+        "--phases", default="0abc", help="0=baseline a=throughput b=latency c=overload"
+    )
+    parser.add_argument("--seconds", type=float, default=10.0, help="per phase (default 10)")
+    parser.add_argument("--spans-per-request", type=int, default=512)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument(
+        "--latency-load", type=float, default=0.6, help="phase B rate / phase A throughput"
+    )
+    parser.add_argument("--overload-clients", type=int, default=16)
+    parser.add_argument("--overload-queue-mib", type=int, default=8)
+    parser.add_argument("--keep", action="store_true", help="keep the temporary Trackio directory")
+    args = parser.parse_args()
+
+    requests = Requests(args.spans_per_request)
+    work = Path(tempfile.mkdtemp(prefix="trackio-otel-bench-"))
+    trackio_dir = work / "trackio"
+    print(
+        f"{os.cpu_count()} CPUs; requests of {requests.spans} spans, {len(requests.raw)} bytes "
+        f"({len(requests.raw) / requests.spans:.0f} B/span); work dir {work}"
+    )
+    throughput = None
+
+    if "0" in args.phases:
+        rate = baseline(requests, min(args.seconds, 5.0), work / "baseline.db")
+        print(f"baseline  decode→translate→sqlite3 executemany, 1 thread: {rate:,.0f} spans/s")
+
+    if "a" in args.phases or "b" in args.phases:
+        collector = CollectorProcess(trackio_dir, max_queue_mib=32)
+        try:
+            if "a" in args.phases:
+                tally, elapsed = run_clients(collector.target, requests, args.clients, args.seconds)
+                throughput = tally.ok_spans / elapsed
+                spans, traces = count_rows(trackio_dir)
+                print(
+                    f"A throughput  {args.clients} clients {elapsed:.1f}s: "
+                    f"{throughput:,.0f} spans/s committed ({tally.ok_spans} spans OK, "
+                    f"refused={tally.refused}, errors={tally.errors}); "
+                    f"p50={percentile(tally.latencies_ms, 50):.0f} ms "
+                    f"p99={percentile(tally.latencies_ms, 99):.0f} ms; "
+                    f"RSS now {collector.rss_mib():.0f} MiB"
+                )
+                print(
+                    f"  database: {spans} otel_spans, {traces} traces; "
+                    + trackio_reader_check(trackio_dir, traces)
+                )
+                if spans < tally.ok_spans or traces < tally.ok_spans // SPANS_PER_TRACE:
+                    print("  MISSING ROWS: acknowledged spans are not all in the database")
+                    return 1
+            if "b" in args.phases:
+                rate = args.latency_load * (throughput or 10_000)
+                tally, elapsed = run_clients(
+                    collector.target, requests, args.clients, args.seconds, rate_spans=rate
+                )
+                print(
+                    f"B latency  offered {rate:,.0f} spans/s for {elapsed:.1f}s: "
+                    f"{tally.ok_spans / elapsed:,.0f} spans/s OK, {tally.ok_requests} requests, "
+                    f"p50={percentile(tally.latencies_ms, 50):.0f} ms "
+                    f"p99={percentile(tally.latencies_ms, 99):.0f} ms "
+                    f"max={max(tally.latencies_ms, default=0):.0f} ms, refused={tally.refused}"
+                )
+        finally:
+            collector.stop()
+
+    if "c" in args.phases:
+        collector = CollectorProcess(trackio_dir, max_queue_mib=args.overload_queue_mib)
+        peak, stop = [collector.rss_mib()], threading.Event()
+
+        def sample() -> None:
+            while not stop.wait(0.1):
+                peak.append(collector.rss_mib())
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        try:
+            tally, elapsed = run_clients(
+                collector.target,
+                requests,
+                args.overload_clients,
+                args.seconds,
+                refused_pause_s=0.01,
+            )
+        finally:
+            stop.set()
+            sampler.join()
+            collector.stop()
+        attempts = tally.ok_requests + tally.refused + sum(tally.errors.values())
+        print(
+            f"C overload  {args.overload_clients} clients, queue {args.overload_queue_mib} MiB, "
+            f"{elapsed:.1f}s: peak RSS {max(peak):.0f} MiB, "
+            f"{tally.ok_spans / elapsed:,.0f} spans/s OK, refused {tally.refused} of "
+            f"{attempts} requests ({tally.retry_info} with RetryInfo), errors={tally.errors}"
+        )
+
+    if not args.keep:
+        import shutil
+
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

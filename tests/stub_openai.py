@@ -1,0 +1,140 @@
+"""A stand-in for the OpenAI HTTP API on 127.0.0.1, so the real ``openai`` client and the real
+instrumentations run end to end without a network.
+
+Behaviour (deterministic, keyed on the request): model ``boom`` → HTTP 500; a last message
+from a tool → the final answer; tools offered → a ``get_weather`` tool call; an image in the
+prompt → a description; ``stream: true`` → the same answer as server-sent events.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+MODEL = "gpt-4o-mini-2024-07-18"
+CALL_ID = "call_VSPygqKTWdrhaFErNvMV18Yl"
+FINAL_ANSWER = "It is rainy and 57°F in Paris."
+IMAGE_ANSWER = "A single red pixel."
+
+
+def reply(request: dict[str, Any]) -> tuple[dict[str, Any], str, dict[str, int]]:
+    """(assistant message, finish reason, usage) for a chat request."""
+    messages = request.get("messages") or []
+    last = messages[-1] if messages else {}
+    has_image = any(
+        isinstance(m.get("content"), list)
+        and any(isinstance(p, dict) and p.get("type") == "image_url" for p in m["content"])
+        for m in messages
+    )
+    if last.get("role") == "tool":
+        return {"role": "assistant", "content": FINAL_ANSWER}, "stop", _usage(58, 12)
+    if request.get("tools"):
+        call = {
+            "id": CALL_ID,
+            "type": "function",
+            "function": {"name": "get_weather", "arguments": '{"location": "Paris"}'},
+        }
+        message = {"role": "assistant", "content": None, "tool_calls": [call]}
+        return message, "tool_calls", _usage(41, 17)
+    text = IMAGE_ANSWER if has_image else FINAL_ANSWER
+    return {"role": "assistant", "content": text}, "stop", _usage(30, 8)
+
+
+def _usage(prompt: int, completion: int) -> dict[str, int]:
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def log_message(self, *args: Any) -> None:  # keep test output clean
+        pass
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+        if self.path.endswith("/embeddings"):
+            self._json(
+                200,
+                {
+                    "object": "list",
+                    "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2, 0.3]}],
+                    "model": body.get("model"),
+                    "usage": {"prompt_tokens": 5, "total_tokens": 5},
+                },
+            )
+        elif not self.path.endswith("/chat/completions"):
+            self._json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
+        elif body.get("model") == "boom":
+            self._json(500, {"error": {"message": "stub internal error", "type": "server_error"}})
+        elif body.get("stream"):
+            self._stream(body)
+        else:
+            message, finish, usage = reply(body)
+            self._json(
+                200,
+                {
+                    **_envelope("chat.completion"),
+                    "choices": [
+                        {"index": 0, "message": message, "finish_reason": finish, "logprobs": None}
+                    ],
+                    "usage": usage,
+                },
+            )
+
+    def _json(self, status: int, payload: dict[str, Any]) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _stream(self, body: dict[str, Any]) -> None:
+        message, finish, usage = reply(body)
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        words = (message.get("content") or "").split(" ")
+        deltas: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
+        deltas += [{"content": w if i == 0 else " " + w} for i, w in enumerate(words)]
+        for delta in deltas:
+            self._event({"choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
+        self._event({"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
+        if (body.get("stream_options") or {}).get("include_usage"):
+            self._event({"choices": [], "usage": usage})
+        self.wfile.write(b"data: [DONE]\n\n")
+
+    def _event(self, chunk: dict[str, Any]) -> None:
+        payload = {**_envelope("chat.completion.chunk"), **chunk}
+        self.wfile.write(f"data: {json.dumps(payload)}\n\n".encode())
+        self.wfile.flush()
+
+
+def _envelope(obj: str) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-stub123",
+        "object": obj,
+        "created": 1700000000,
+        "model": MODEL,
+        "system_fingerprint": "fp_stub",
+        "service_tier": "default",
+    }
+
+
+@contextmanager
+def serve() -> Iterator[str]:
+    """Run the stub on an ephemeral loopback port; yields the ``base_url`` for the client."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()
