@@ -34,6 +34,8 @@ from trackio.sqlite_storage import SQLiteStorage  # noqa: E402
 
 from trackio_otel.collector import Collector, CollectorConfig  # noqa: E402
 
+AGENT_ROLES = ["system", "user", "assistant", "tool", "assistant"]
+"""The chat of the recorded weather agent: question, tool call, tool result, answer."""
 FIXTURES = (
     Path(__file__).resolve().parent / "fixtures" / "otlp"
 )  # recorded by real instrumentations

@@ -43,7 +43,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import SpanKind
 from trackio.sqlite_storage import SQLiteStorage
 
-from tests.conftest import free_port, load_fixture, only_run, runs, traces_of
+from tests.conftest import AGENT_ROLES, free_port, load_fixture, only_run, runs, traces_of
 
 GIB = 1 << 30
 RUN_CONFIG = {"lr": 0.001, "model": "tiny", "layers": [4, 4]}
@@ -220,13 +220,7 @@ def test_dashboard_api_serves_the_collected_trace(endpoint, project):
     response.raise_for_status()
     served = response.json()["data"]
     agent = next(t for t in served if t["key"] == "invoke_agent WeatherBot")
-    assert [m["role"] for m in agent["messages"]] == [
-        "system",
-        "user",
-        "assistant",
-        "tool",
-        "assistant",
-    ]
+    assert [m["role"] for m in agent["messages"]] == AGENT_ROLES
     assert {s["kind"] for s in agent["spans"]} == {"span", "generation", "tool"}
     assert len(served) == len(traces_of(project, run))
 

@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Status, StatusCode, set_span_in_context
 
-from tests.conftest import load_fixture, traces_of
+from tests.conftest import AGENT_ROLES, load_fixture, traces_of
 from trackio_otel.translate.conventions.media import MAX_IMAGE_BYTES
 
 T0 = 1_800_000_000_000_000_000
@@ -100,13 +100,7 @@ def test_openinference_and_openllmetry_agent_loops_match_otel_genai(endpoint, pr
         )
         summaries[name] = agent_summary(agent)
     otel = summaries["new_span_only"]
-    assert [m["role"] for m in otel["messages"]] == [
-        "system",
-        "user",
-        "assistant",
-        "tool",
-        "assistant",
-    ]
+    assert [m["role"] for m in otel["messages"]] == AGENT_ROLES
     assert otel["tool_ids"] == otel["tool_call_ids"] == [otel["messages"][3]["tool_call_id"]]
     assert otel["kinds"] == ["generation", "generation", "span", "tool"]
     assert otel["usage"][1] == {"input_tokens": 58, "output_tokens": 12, "total_tokens": 70}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from trackio.sqlite_storage import SQLiteStorage
 
-from tests.conftest import only_run, traces_of
+from tests.conftest import AGENT_ROLES, only_run, traces_of
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -38,7 +38,7 @@ def test_agent_loop(trackio_dir, project):
     assert [t["step"] for t in traces] == [0, 1, 2]
     for t in traces:
         roles = [m["role"] for m in t["messages"]]
-        assert roles == ["system", "user", "assistant", "tool", "assistant"]
+        assert roles == AGENT_ROLES
         call_id = t["messages"][2]["tool_calls"][0]["id"]
         assert t["messages"][3]["tool_call_id"] == call_id
         tool = next(s for s in t["spans"] if s["kind"] == "tool")

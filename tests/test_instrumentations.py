@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import traces_of
+from tests.conftest import AGENT_ROLES, traces_of
 from tests.instrumented_agent import PNG_B64
 from tests.stub_openai import CALL_ID, FINAL_ANSWER, IMAGE_ANSWER, MODEL, serve
 
@@ -44,13 +44,7 @@ def generations(trace: dict) -> list[dict]:
 def test_two_turn_tool_agent(family_traces):
     family, traces = family_traces
     agent = traces["scenario agent"]
-    assert [m["role"] for m in agent["messages"]] == [
-        "system",
-        "user",
-        "assistant",
-        "tool",
-        "assistant",
-    ]
+    assert [m["role"] for m in agent["messages"]] == AGENT_ROLES
     call = agent["messages"][2]["tool_calls"][0]
     assert call["id"] == CALL_ID
     assert call["function"]["name"] == "get_weather"

@@ -4,7 +4,7 @@ import grpc
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 
-from tests.conftest import load_fixture, traces_of
+from tests.conftest import AGENT_ROLES, load_fixture, traces_of
 
 
 def test_new_span_only_fixture_becomes_trackio_traces(endpoint, project):
@@ -14,7 +14,7 @@ def test_new_span_only_fixture_becomes_trackio_traces(endpoint, project):
     assert not response.HasField("partial_success")
     agent = next(t for t in traces_of(project) if t["key"] == "invoke_agent WeatherBot")
     roles = [m["role"] for m in agent["messages"]]
-    assert roles == ["system", "user", "assistant", "tool", "assistant"]
+    assert roles == AGENT_ROLES
     call = agent["messages"][2]["tool_calls"][0]
     assert agent["messages"][3]["tool_call_id"] == call["id"]
     kinds = {s["name"]: s["kind"] for s in agent["spans"]}
@@ -33,11 +33,5 @@ def test_legacy_events_join_their_spans_in_either_order(endpoint, project):
         logs_service_pb2_grpc.LogsServiceStub(channel).Export(logs)  # events before spans
         trace_service_pb2_grpc.TraceServiceStub(channel).Export(traces)
     agent = next(t for t in traces_of(project) if t["key"] == "invoke_agent WeatherBot")
-    assert [m["role"] for m in agent["messages"]] == [
-        "system",
-        "user",
-        "assistant",
-        "tool",
-        "assistant",
-    ]
+    assert [m["role"] for m in agent["messages"]] == AGENT_ROLES
     assert agent["messages"][-1]["content"].startswith("It is rainy")

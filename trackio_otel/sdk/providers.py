@@ -94,6 +94,19 @@ class Telemetry:
             self._own_meter_provider.shutdown()
 
 
+def _batched(processor: type, exporters: list[Any]) -> list[Any]:
+    """Batch processors sized so a training loop's bursts queue instead of dropping."""
+    return [
+        processor(
+            e,
+            max_queue_size=MAX_QUEUE,
+            schedule_delay_millis=SCHEDULE_DELAY_MS,
+            max_export_batch_size=MAX_EXPORT_BATCH,
+        )
+        for e in exporters
+    ]
+
+
 def setup(attributes: dict[str, Any], identity: dict[str, str], dest: Destinations) -> Telemetry:
     """Build (or join) the providers and attach this run's exporters to them."""
     resource = Resource.create(attributes)
@@ -105,15 +118,7 @@ def setup(attributes: dict[str, Any], identity: dict[str, str], dest: Destinatio
         lambda: TracerProvider(resource=resource),
         trace.set_tracer_provider,
     )
-    span_processors = [
-        BatchSpanProcessor(
-            e,
-            max_queue_size=MAX_QUEUE,
-            schedule_delay_millis=SCHEDULE_DELAY_MS,
-            max_export_batch_size=MAX_EXPORT_BATCH,
-        )
-        for e in span_exporters
-    ]
+    span_processors = _batched(BatchSpanProcessor, span_exporters)
     for p in span_processors:
         tracer_provider.add_span_processor(p)
 
@@ -123,15 +128,7 @@ def setup(attributes: dict[str, Any], identity: dict[str, str], dest: Destinatio
         lambda: LoggerProvider(resource=resource),
         _logs.set_logger_provider,
     )
-    log_processors = [
-        BatchLogRecordProcessor(
-            e,
-            max_queue_size=MAX_QUEUE,
-            schedule_delay_millis=SCHEDULE_DELAY_MS,
-            max_export_batch_size=MAX_EXPORT_BATCH,
-        )
-        for e in log_exporters
-    ]
+    log_processors = _batched(BatchLogRecordProcessor, log_exporters)
     for p in log_processors:
         logger_provider.add_log_record_processor(p)
 
