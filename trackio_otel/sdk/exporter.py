@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from google.protobuf.message import Message
 from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
 from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-from opentelemetry.proto.resource.v1.resource_pb2 import Resource as PbResource
 from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 from opentelemetry.sdk.metrics.export import (
@@ -44,17 +44,20 @@ Identity = Mapping[str, str]
 """Resource attributes that place data in a Trackio project and run."""
 
 
-def stamp(resources: Iterable[PbResource], identity: Identity | None) -> None:
-    """Replace every ``trackio.project`` / ``trackio.run.*`` attribute with ``identity``."""
+def stamp(request: Message, identity: Identity | None) -> None:
+    """Replace every ``trackio.project`` / ``trackio.run.*`` attribute on the resources of
+    an OTLP export request with ``identity``."""
     if not identity:
         return
-    for resource in resources:
-        keep = [kv for kv in resource.attributes if not _is_identity(kv.key)]
-        del resource.attributes[:]
-        resource.attributes.extend(keep)
-        for key, value in identity.items():
-            kv = resource.attributes.add()
-            kv.key, kv.value.string_value = key, value
+    for name in ("resource_spans", "resource_logs", "resource_metrics"):
+        for item in getattr(request, name, ()):
+            resource = item.resource
+            keep = [kv for kv in resource.attributes if not _is_identity(kv.key)]
+            del resource.attributes[:]
+            resource.attributes.extend(keep)
+            for key, value in identity.items():
+                kv = resource.attributes.add()
+                kv.key, kv.value.string_value = key, value
 
 
 def _is_identity(key: str) -> bool:
@@ -106,7 +109,7 @@ class EmbeddedSpanExporter(SpanExporter):
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         request = encode_spans(spans)
-        stamp((rs.resource for rs in request.resource_spans), self._identity)
+        stamp(request, self._identity)
         ok = self._sink.write(tspans.from_request(request))
         return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
 
@@ -119,7 +122,7 @@ class EmbeddedLogExporter(LogRecordExporter):
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
         request = encode_logs(batch)
-        stamp((rl.resource for rl in request.resource_logs), self._identity)
+        stamp(request, self._identity)
         ok = self._sink.write(tlogs.from_request(request))
         return LogRecordExportResult.SUCCESS if ok else LogRecordExportResult.FAILURE
 
@@ -141,7 +144,7 @@ class EmbeddedMetricExporter(MetricExporter):
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: object
     ) -> MetricExportResult:
         request = encode_metrics(metrics_data)
-        stamp((rm.resource for rm in request.resource_metrics), self._identity)
+        stamp(request, self._identity)
         ok = self._sink.write(tmetrics.from_request(request))
         return MetricExportResult.SUCCESS if ok else MetricExportResult.FAILURE
 
@@ -152,39 +155,29 @@ class EmbeddedMetricExporter(MetricExporter):
         pass
 
 
-class StampedOTLPSpanExporter(OTLPSpanExporter):
-    """The standard OTLP/gRPC span exporter, with the run's identity on the resource."""
+class _Stamped:
+    """Mixin for the standard OTLP/gRPC exporters: the run's identity on every resource."""
 
     def __init__(self, identity: Identity | None = None, **kwargs: object) -> None:
         super().__init__(**kwargs)
         self._identity = identity
 
-    def _translate_data(self, data: Sequence[ReadableSpan]):  # type: ignore[override]
-        request = super()._translate_data(data)
-        stamp((rs.resource for rs in request.resource_spans), self._identity)
+    def _translate_data(self, data: object) -> Message:
+        request = super()._translate_data(data)  # type: ignore[misc]
+        stamp(request, self._identity)
         return request
 
 
-class StampedOTLPLogExporter(OTLPLogExporter):
-    def __init__(self, identity: Identity | None = None, **kwargs: object) -> None:
-        super().__init__(**kwargs)
-        self._identity = identity
-
-    def _translate_data(self, data: Sequence[ReadableLogRecord]):  # type: ignore[override]
-        request = super()._translate_data(data)
-        stamp((rl.resource for rl in request.resource_logs), self._identity)
-        return request
+class StampedOTLPSpanExporter(_Stamped, OTLPSpanExporter):
+    pass
 
 
-class StampedOTLPMetricExporter(OTLPMetricExporter):
-    def __init__(self, identity: Identity | None = None, **kwargs: object) -> None:
-        super().__init__(**kwargs)
-        self._identity = identity
+class StampedOTLPLogExporter(_Stamped, OTLPLogExporter):
+    pass
 
-    def _translate_data(self, data: MetricsData):  # type: ignore[override]
-        request = super()._translate_data(data)
-        stamp((rm.resource for rm in request.resource_metrics), self._identity)
-        return request
+
+class StampedOTLPMetricExporter(_Stamped, OTLPMetricExporter):
+    pass
 
 
 __all__ = [

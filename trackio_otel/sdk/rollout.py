@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import Link, Status, StatusCode
+from opentelemetry.trace import Link
 
 from trackio_otel import semconv
 from trackio_otel.sdk import genai
 from trackio_otel.sdk.failopen import SELF, fail_open
+from trackio_otel.sdk.spans import leave, record_error
 
 if TYPE_CHECKING:
     from trackio_otel.sdk.run import Run
@@ -84,13 +85,8 @@ class Rollout:
 
     @fail_open()
     def _close(self, exc: BaseException | None) -> None:
-        if self._token is not None:
-            otel_context.detach(self._token)
-            self._token = None
-        if exc is not None:
-            self._span.record_exception(exc)
-            self._span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
-            self._span.set_attribute(semconv.ERROR_TYPE, type(exc).__qualname__)
+        leave(self._span, self._token, exc)
+        self._token = None
         if not self._generations and self.messages:  # the chat lives on the rollout itself
             self._span.set_attribute(
                 semconv.GEN_AI_INPUT_MESSAGES, genai.dumps_messages(self.messages)
@@ -209,11 +205,7 @@ class Rollout:
             name, context=ctx, attributes=attrs, start_time=start, kind=trace.SpanKind.CLIENT
         )
         if error is not None:
-            kind = type(error).__qualname__ if isinstance(error, BaseException) else "ToolError"
-            span.set_attribute(semconv.ERROR_TYPE, kind)
-            span.set_status(Status(StatusCode.ERROR, str(error)))
-            if isinstance(error, BaseException):
-                span.record_exception(error)
+            record_error(span, error)
         span.end(end_time=end)
 
     def _pending_call(self, name: str) -> str | None:

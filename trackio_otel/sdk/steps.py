@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import Status, StatusCode
 
 from trackio_otel import semconv
 from trackio_otel.sdk.failopen import SELF, fail_open
+from trackio_otel.sdk.spans import leave
 
 if TYPE_CHECKING:
     from trackio_otel.sdk.run import Run
@@ -53,12 +53,8 @@ class Step:
         elapsed_ms = (time.perf_counter_ns() - self._t0) / 1e6
         if self in self._run._steps:
             self._run._steps.remove(self)
-        if self._token is not None:
-            otel_context.detach(self._token)
-            self._token = None
-        if exc is not None:
-            self._span.record_exception(exc)
-            self._span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+        leave(self._span, self._token, exc)
+        self._token = None
         self._span.end()
         scalars = {STEP_TIME_KEY: round(elapsed_ms, 4), **self._scalars}
         for name, ms in self._phase_ms.items():
@@ -97,8 +93,7 @@ class Phase:
     @fail_open()
     def _close(self, exc: BaseException | None) -> None:
         self._step._phase_ms[self.name] += (time.perf_counter_ns() - self._t0) / 1e6
-        if exc is not None:
-            self._span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+        leave(self._span, None, exc)
         self._span.end()
 
 
