@@ -263,7 +263,7 @@ def free_port() -> int:
 
 
 class CollectorProcess:
-    def __init__(self, trackio_dir: Path, max_queue_mib: int) -> None:
+    def __init__(self, trackio_dir: Path, max_queue_mib: int, writers: int | None) -> None:
         self.port = free_port()
         self.target = f"127.0.0.1:{self.port}"
         self.log = open(trackio_dir.parent / f"collector-{self.port}.log", "w")  # noqa: SIM115
@@ -281,6 +281,7 @@ class CollectorProcess:
                 str(max_queue_mib),
                 "--stats-interval",
                 "1",
+                *(["--writers", str(writers)] if writers is not None else []),
             ],
             stderr=self.log,
         )
@@ -290,10 +291,16 @@ class CollectorProcess:
             assert status.status == health_pb2.HealthCheckResponse.SERVING
 
     def rss_mib(self) -> float:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return 0.0
+        """The collector's RSS with its writer processes'."""
+        pids = [self.proc.pid]
+        for task in Path(f"/proc/{self.proc.pid}/task").iterdir():
+            pids += [int(c) for c in (task / "children").read_text().split()]
+        total = 0
+        for pid in pids:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        return total / 1024
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -456,6 +463,9 @@ def main() -> int:
     )
     parser.add_argument("--overload-clients", type=int, default=16)
     parser.add_argument("--overload-queue-mib", type=int, default=8)
+    parser.add_argument(
+        "--writers", type=int, default=None, help="collector writer processes (its default)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary Trackio directory")
     args = parser.parse_args()
 
@@ -473,7 +483,7 @@ def main() -> int:
         print(f"baseline  decode→translate→sqlite3 executemany, 1 thread: {rate:,.0f} spans/s")
 
     if "a" in args.phases or "b" in args.phases:
-        collector = CollectorProcess(trackio_dir, max_queue_mib=32)
+        collector = CollectorProcess(trackio_dir, max_queue_mib=32, writers=args.writers)
         try:
             if "a" in args.phases:
                 tally, elapsed = run_clients(collector.target, requests, args.clients, args.seconds)
@@ -510,7 +520,9 @@ def main() -> int:
             collector.stop()
 
     if "c" in args.phases:
-        collector = CollectorProcess(trackio_dir, max_queue_mib=args.overload_queue_mib)
+        collector = CollectorProcess(
+            trackio_dir, max_queue_mib=args.overload_queue_mib, writers=args.writers
+        )
         peak, stop = [collector.rss_mib()], threading.Event()
 
         def sample() -> None:

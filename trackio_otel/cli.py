@@ -48,6 +48,13 @@ def main(argv: list[str] | None = None) -> int:
         help="request bytes held before exporters are told to back off (default %(default)s MiB)",
     )
     collect.add_argument(
+        "--writers",
+        type=int,
+        default=defaults.writers,
+        help="writer processes that decode, translate and commit in parallel; 0 writes "
+        "in process (default %(default)s: the CPU count, at most 4)",
+    )
+    collect.add_argument(
         "--stats-interval",
         type=float,
         default=defaults.stats_interval_s,
@@ -65,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         endpoint=args.grpc_endpoint,
         max_message_bytes=args.max_message_mib * MIB,
         max_queue_bytes=args.max_queue_mib * MIB,
+        writers=args.writers,
         stats_interval_s=args.stats_interval,
     )
     collector = Collector(config)

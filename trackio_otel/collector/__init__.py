@@ -1,4 +1,5 @@
-"""The collector: receiver → pipeline → store, started and stopped as one.
+"""The collector: receiver → pipeline (bounded queue) → writer processes → store, started
+and stopped as one.
 
 with Collector(CollectorConfig(trackio_dir="./trackio", endpoint="127.0.0.1:0")) as c:
     print(c.port)   # point OTEL_EXPORTER_OTLP_ENDPOINT at http://127.0.0.1:<port>
@@ -13,7 +14,8 @@ from pathlib import Path
 
 from trackio_otel.collector.pipeline import Pipeline, Stats
 from trackio_otel.collector.receiver import Receiver
-from trackio_otel.store.sqlite import SQLiteStore, default_trackio_dir
+from trackio_otel.store.sqlite import default_trackio_dir
+from trackio_otel.writer import WriterPool, default_processes
 
 log = logging.getLogger("trackio_otel.collector")
 MIB = 1 << 20
@@ -27,6 +29,8 @@ class CollectorConfig:
     """Largest request accepted; the OTel SDK's batches stay far below this."""
     max_queue_bytes: int = 32 * MIB
     """Request bytes held (decoding, queued, committing) before exporters are told to back off."""
+    writers: int = field(default_factory=default_processes)
+    """Writer processes (decode, translate, commit); 0 runs one writer thread in process."""
     stats_interval_s: float = 30.0
     shutdown_grace_s: float = 30.0
 
@@ -34,8 +38,9 @@ class CollectorConfig:
 class Collector:
     def __init__(self, config: CollectorConfig | None = None) -> None:
         self.config = config or CollectorConfig()
-        self.store = SQLiteStore(self.config.trackio_dir)
-        self.pipeline = Pipeline(self.store, self.config.max_queue_bytes)
+        self.pipeline = Pipeline(
+            WriterPool(self.config.trackio_dir, self.config.writers), self.config.max_queue_bytes
+        )
         self.receiver = Receiver(self.pipeline, self.config.endpoint, self.config.max_message_bytes)
         self.port = 0
         self._stopped = threading.Event()
@@ -48,13 +53,15 @@ class Collector:
         return self.pipeline.stats
 
     def start(self) -> Collector:
+        self.pipeline.writers.start()
         self.port = self.receiver.start()
         host = self.config.endpoint.rsplit(":", 1)[0]
         log.info(
-            "trackio-otel collector listening on %s:%d (OTLP/gRPC), writing to %s",
+            "trackio-otel collector listening on %s:%d (OTLP/gRPC), writing to %s (%s)",
             host,
             self.port,
             self.config.trackio_dir,
+            f"{self.config.writers} writer processes" if self.config.writers else "in process",
         )
         self._stats_thread.start()
         return self
@@ -66,7 +73,6 @@ class Collector:
         self._stopped.set()
         self.receiver.stop(self.config.shutdown_grace_s)
         self.pipeline.close()
-        self.store.close()
         log.info("trackio-otel collector stopped: %s", self.stats_line())
 
     def stats_line(self) -> str:

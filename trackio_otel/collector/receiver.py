@@ -1,8 +1,9 @@
 """OTLP/gRPC receiver: TraceService, MetricsService and LogsService on one server.
 
-Handlers take the raw request bytes and decode them themselves, so an undecodable payload
-is answered INVALID_ARGUMENT with the decoder's reason (gRPC's own deserializer would
-answer INTERNAL). Status codes, as the OTel exporters read them:
+Handlers take the raw request bytes and pass them to a writer process, which decodes them
+itself, so an undecodable payload is answered INVALID_ARGUMENT with the decoder's reason
+(gRPC's own deserializer would answer INTERNAL). Status codes, as the OTel exporters read
+them:
 
 - OK: committed; partial success names rejected items (bad ids, reserved project names).
 - INVALID_ARGUMENT: the payload could not be decoded (corrupt wire format, invalid UTF-8,
@@ -10,8 +11,9 @@ answer INTERNAL). Status codes, as the OTel exporters read them:
   span attribute); nothing was kept. Not retried.
 - RESOURCE_EXHAUSTED: the message exceeds ``max_message_bytes`` (gRPC's own check), or, with
   RetryInfo, the queue is full and the exporter retries after the delay.
-- UNAVAILABLE: shutting down, or the database stayed locked; retried. Calls that arrive
-  once shutdown began may instead be CANCELLED by gRPC itself, which OTLP also retries.
+- UNAVAILABLE: shutting down, the database stayed locked, or a writer process died;
+  retried. Calls that arrive once shutdown began may instead be CANCELLED by gRPC itself,
+  which OTLP also retries.
 - INTERNAL: anything else; the message says what.
 """
 
@@ -21,21 +23,18 @@ import logging
 from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass
-from typing import Any
 
 import grpc
 from google.protobuf.duration_pb2 import Duration
-from google.protobuf.message import DecodeError, Message
+from google.protobuf.message import Message
 from google.rpc.error_details_pb2 import RetryInfo
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2 as logs_pb
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as metrics_pb
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as trace_pb
-from sqlalchemy.exc import OperationalError
 
 from trackio_otel.collector.pipeline import Pipeline, QueueFull, ShuttingDown
-from trackio_otel.translate import logs, metrics, spans
-from trackio_otel.translate.model import Batch
+from trackio_otel.writer import WriteError
 
 log = logging.getLogger(__name__)
 RETRY_DELAY_S = 1
@@ -43,42 +42,43 @@ RETRY_DELAY_S = 1
 
 @dataclass(frozen=True)
 class Signal:
-    """One OTLP service: its request type, translator and how to answer partial success."""
+    """One OTLP service: its writer signal name and how to answer partial success."""
 
+    name: str
     service: str
-    request: type[Message]
     response: type[Message]
     partial: type[Message]
     rejected_field: str
-    translate: Callable[[Any], Batch]
 
 
 SIGNALS = (
     Signal(
+        "traces",
         "opentelemetry.proto.collector.trace.v1.TraceService",
-        trace_pb.ExportTraceServiceRequest,
         trace_pb.ExportTraceServiceResponse,
         trace_pb.ExportTracePartialSuccess,
         "rejected_spans",
-        spans.from_request,
     ),
     Signal(
+        "metrics",
         "opentelemetry.proto.collector.metrics.v1.MetricsService",
-        metrics_pb.ExportMetricsServiceRequest,
         metrics_pb.ExportMetricsServiceResponse,
         metrics_pb.ExportMetricsPartialSuccess,
         "rejected_data_points",
-        metrics.from_request,
     ),
     Signal(
+        "logs",
         "opentelemetry.proto.collector.logs.v1.LogsService",
-        logs_pb.ExportLogsServiceRequest,
         logs_pb.ExportLogsServiceResponse,
         logs_pb.ExportLogsPartialSuccess,
         "rejected_log_records",
-        logs.from_request,
     ),
 )
+_STATUS = {
+    "invalid": grpc.StatusCode.INVALID_ARGUMENT,
+    "unavailable": grpc.StatusCode.UNAVAILABLE,
+    "internal": grpc.StatusCode.INTERNAL,
+}
 
 
 def export_handler(
@@ -96,26 +96,12 @@ def export_handler(
         except ShuttingDown as exc:
             context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
         try:
-            try:
-                request = signal.request.FromString(raw)
-            except DecodeError as exc:
-                context.abort(
-                    grpc.StatusCode.INVALID_ARGUMENT,
-                    f"could not decode {signal.request.DESCRIPTOR.name}: {exc}",
-                )
-            batch = signal.translate(request)
-        except BaseException:
-            reservation.release()
-            raise
-        try:
-            pipeline.commit(batch, reservation)
-        except (OperationalError, TimeoutError, OSError) as exc:
-            context.abort(grpc.StatusCode.UNAVAILABLE, f"could not commit, retry: {exc}")
-        except Exception as exc:
-            context.abort(grpc.StatusCode.INTERNAL, f"could not store: {type(exc).__name__}: {exc}")
-        if batch.errors:
-            partial = signal.partial(error_message="; ".join(batch.errors))
-            setattr(partial, signal.rejected_field, batch.rejected)
+            result = pipeline.write(signal.name, raw, reservation)
+        except WriteError as exc:
+            context.abort(_STATUS[exc.kind], str(exc))
+        if result.errors:
+            partial = signal.partial(error_message="; ".join(result.errors))
+            setattr(partial, signal.rejected_field, result.rejected)
             return signal.response(partial_success=partial)
         return signal.response()
 

@@ -1,7 +1,8 @@
 """Exporters: SDK objects → OTLP protobuf (the OTel library's own encoders) → the store.
 
-The embedded exporters run the collector's translation and store in process, so data
-written without a collector is byte-for-byte what a collector would have written. The
+The embedded exporters hand the encoded request to a writer process running the
+collector's translation and store, so data written without a collector is byte-for-byte
+what a collector would have written. The
 OTLP exporters are the standard gRPC ones. Both stamp the run's identity on the
 resource they export, because a provider the app created (or an earlier run in the same
 process) carries a resource that cannot be changed.
@@ -10,8 +11,11 @@ process) carries a resource that cannot be changed.
 from __future__ import annotations
 
 import logging
+import os
 import threading
+from collections import deque
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, wait
 from pathlib import Path
 
 from google.protobuf.message import Message
@@ -32,13 +36,12 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from trackio_otel import semconv
-from trackio_otel.store.sqlite import SQLiteStore, default_trackio_dir
-from trackio_otel.translate import logs as tlogs
-from trackio_otel.translate import metrics as tmetrics
-from trackio_otel.translate import spans as tspans
-from trackio_otel.translate.model import Batch
+from trackio_otel.store.sqlite import default_trackio_dir
+from trackio_otel.writer import Result, WriterPool
 
 log = logging.getLogger(__name__)
+WRITE_TIMEOUT_S = 60.0
+MAX_IN_FLIGHT = 2
 
 Identity = Mapping[str, str]
 """Resource attributes that place data in a Trackio project and run."""
@@ -65,13 +68,23 @@ def _is_identity(key: str) -> bool:
 
 
 class Sink:
-    """One store per Trackio directory, shared by the three signals; writes serialised."""
+    """One writer process per Trackio directory, shared by the three signals and every
+    run: decoding, translation and SQLite run there, not on the training process's GIL.
+    ``TRACKIO_OTEL_WRITERS=0`` writes on a thread of this process instead.
+
+    Writes are handed off, not awaited, so the next batch is encoded while the writer
+    commits this one; at most ``MAX_IN_FLIGHT`` wait at a time, which bounds memory.
+    ``flush`` waits for them (the exporters' ``force_flush``/``shutdown`` and the run's
+    ``flush``/``finish`` call it)."""
 
     _sinks: dict[Path, Sink] = {}
     _sinks_lock = threading.Lock()
 
     def __init__(self, trackio_dir: Path) -> None:
-        self.store = SQLiteStore(trackio_dir)
+        self.trackio_dir = trackio_dir
+        processes = int(os.environ.get("TRACKIO_OTEL_WRITERS", "1"))
+        self._pool = WriterPool(trackio_dir, processes)  # started by its first request
+        self._in_flight: deque[Future[Result]] = deque()
         self._lock = threading.Lock()
         self._warned: set[str] = set()
 
@@ -83,16 +96,42 @@ class Sink:
                 cls._sinks[path] = Sink(path)
             return cls._sinks[path]
 
-    def write(self, batch: Batch) -> bool:
-        for problem in batch.errors[:1]:
-            self._warn_once(f"trackio-otel: telemetry problem: {problem}")
+    @classmethod
+    def flush_all(cls, timeout_s: float) -> bool:
+        with cls._sinks_lock:
+            sinks = list(cls._sinks.values())
+        return all(sink.flush(timeout_s) for sink in sinks)
+
+    def write(self, signal: str, request: Message) -> bool:
+        """Hand one OTLP request to the writer; report problems once, never raise (the
+        caller is an SDK worker thread)."""
         try:
-            with self._lock:
-                self.store.write(batch)
-        except Exception as exc:  # the caller is an SDK worker thread: report, never raise
-            self._warn_once(f"trackio-otel: could not write to {self.store.trackio_dir}: {exc!r}")
+            future = self._pool.submit(signal, request.SerializeToString())
+        except Exception as exc:  # the writer process could not start
+            self._warn_once(f"trackio-otel: could not write to {self.trackio_dir}: {exc!r}")
             return False
+        future.add_done_callback(self._report)
+        with self._lock:
+            self._in_flight.append(future)
+            while self._in_flight and self._in_flight[0].done():
+                self._in_flight.popleft()
+            oldest = self._in_flight[0] if len(self._in_flight) > MAX_IN_FLIGHT else None
+        if oldest is not None:
+            wait([oldest], WRITE_TIMEOUT_S)
         return True
+
+    def flush(self, timeout_s: float) -> bool:
+        """Wait until everything handed off is committed (or failed and reported)."""
+        with self._lock:
+            pending = list(self._in_flight)
+        return not wait(pending, timeout_s).not_done
+
+    def _report(self, future: Future[Result]) -> None:
+        if (exc := future.exception()) is not None:
+            self._warn_once(f"trackio-otel: could not write to {self.trackio_dir}: {exc}")
+            return
+        for problem in future.result().errors[:1]:
+            self._warn_once(f"trackio-otel: telemetry problem: {problem}")
 
     def _warn_once(self, message: str) -> None:
         key = message[:80]
@@ -101,58 +140,49 @@ class Sink:
             log.warning(message)
 
 
-class EmbeddedSpanExporter(SpanExporter):
-    """Spans straight into the Trackio directory (no collector, no network)."""
+class _Embedded:
+    """What the three embedded exporters share: the sink, the run's identity, flushing
+    (a shared sink is flushed, never closed, at shutdown: other runs may use it)."""
 
     def __init__(self, trackio_dir: Path | str | None = None, identity: Identity | None = None):
+        super().__init__()
         self._sink, self._identity = Sink.for_dir(trackio_dir), identity
 
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        request = encode_spans(spans)
+    def _write(self, signal: str, request: Message) -> bool:
         stamp(request, self._identity)
-        ok = self._sink.write(tspans.from_request(request))
+        return self._sink.write(signal, request)
+
+    def force_flush(self, timeout_millis: float = 30_000, **kwargs: object) -> bool:
+        return self._sink.flush(timeout_millis / 1000)
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: object) -> None:
+        self._sink.flush(timeout_millis / 1000)
+
+
+class EmbeddedSpanExporter(_Embedded, SpanExporter):
+    """Spans straight into the Trackio directory (no collector, no network)."""
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        ok = self._write("traces", encode_spans(spans))
         return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
 
 
-class EmbeddedLogExporter(LogRecordExporter):
+class EmbeddedLogExporter(_Embedded, LogRecordExporter):
     """Log records (``trackio.log`` scalars, GenAI events) straight into the Trackio directory."""
 
-    def __init__(self, trackio_dir: Path | str | None = None, identity: Identity | None = None):
-        self._sink, self._identity = Sink.for_dir(trackio_dir), identity
-
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
-        request = encode_logs(batch)
-        stamp(request, self._identity)
-        ok = self._sink.write(tlogs.from_request(request))
+        ok = self._write("logs", encode_logs(batch))
         return LogRecordExportResult.SUCCESS if ok else LogRecordExportResult.FAILURE
 
-    def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        return True
 
-    def shutdown(self) -> None:
-        pass
-
-
-class EmbeddedMetricExporter(MetricExporter):
+class EmbeddedMetricExporter(_Embedded, MetricExporter):
     """Metric points straight into the Trackio directory."""
-
-    def __init__(self, trackio_dir: Path | str | None = None, identity: Identity | None = None):
-        super().__init__(preferred_temporality={})
-        self._sink, self._identity = Sink.for_dir(trackio_dir), identity
 
     def export(
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: object
     ) -> MetricExportResult:
-        request = encode_metrics(metrics_data)
-        stamp(request, self._identity)
-        ok = self._sink.write(tmetrics.from_request(request))
+        ok = self._write("metrics", encode_metrics(metrics_data))
         return MetricExportResult.SUCCESS if ok else MetricExportResult.FAILURE
-
-    def force_flush(self, timeout_millis: float = 10_000) -> bool:
-        return True
-
-    def shutdown(self, timeout_millis: float = 30_000, **kwargs: object) -> None:
-        pass
 
 
 class _Stamped:

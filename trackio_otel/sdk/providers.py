@@ -74,9 +74,10 @@ class Telemetry:
 
     def flush(self, timeout_ms: int = FLUSH_TIMEOUT_MS) -> None:
         for p in [*self._span_processors, *self._log_processors]:
-            p.force_flush(timeout_ms)
+            p.force_flush(timeout_ms)  # hands batches to the exporters
         if self._own_meter_provider is not None:
             self._own_meter_provider.force_flush(timeout_ms)
+        ex.Sink.flush_all(timeout_ms / 1000)  # the embedded writers commit what they were handed
 
     def shutdown(self, timeout_ms: int = FLUSH_TIMEOUT_MS) -> bool:
         """Flush, then shut down what this run created (its processors, its meter provider),

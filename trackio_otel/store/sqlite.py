@@ -1,15 +1,23 @@
 """The SQLite store: a Trackio directory with one database per project.
 
-Each ``write`` is one short ``BEGIN IMMEDIATE`` transaction per project, taken under
-Trackio's own ``<project>.lock`` flock, so Trackio's writer (10 s flock / 30 s busy
-limits) never times out beside us. Every insert is keyed (span ids, log and point uids,
-``log_id``), so replaying a batch changes nothing.
+A write has two phases so that several writer processes can share one database:
+
+1. *prepare*, with no lock held: build every row and assemble every touched trace from a
+   read snapshot of what is stored for it, noting how many spans and events that was;
+2. *commit*: one short ``BEGIN IMMEDIATE`` transaction under Trackio's own
+   ``<project>.lock`` flock (so Trackio's writer, 10 s flock / 30 s busy limits, never
+   times out beside us). A trace whose stored spans changed since the snapshot (another
+   writer added some) is assembled again inside the transaction; the rest is inserted.
+
+Every insert is keyed (span ids, log and point uids, ``log_id``), so replaying a batch
+changes nothing.
 """
 
 from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import re
 import threading
@@ -18,23 +26,31 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, func, select
-from sqlalchemy.dialects.sqlite import insert
+from sqlalchemy import Connection, Engine, Table, create_engine, event, func, select
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.dialects.sqlite import Insert, insert
 
-from trackio_otel.store import schema
+from trackio_otel.store import rows, schema
 from trackio_otel.translate import pdata
 from trackio_otel.translate.conventions.media import MediaFile
 from trackio_otel.translate.identity import digest
 from trackio_otel.translate.model import Batch, Log, Run, Span
 from trackio_otel.translate.trace import AssembledTrace, assemble, is_training_step, with_media
 
+log = logging.getLogger(__name__)
 BUSY_TIMEOUT_S = 30.0
 LOCK_TIMEOUT_S = 30.0
 SQL_IN_CHUNK = 500
-SEARCHABLE_SPAN_FIELDS = ("id", "name", "kind", "model", "status", "error", "metadata")
+CHECKPOINT_INTERVAL_S = 1.0
+WAL_AUTOCHECKPOINT_PAGES = 16_384
+"""About 40 MB. SQLite's default (1,000 pages) makes nearly every commit of a busy
+collector copy the WAL into the database and fsync, with the project's lock held; a
+background thread checkpoints every second instead, and this is the backstop that lets
+the WAL restart from its beginning (it only finishes with no other writer appending)."""
 _DATA_URL = re.compile(r'"data:', re.IGNORECASE)
 """How every string ``with_media`` may turn into a file starts, once JSON-encoded."""
 
@@ -49,41 +65,140 @@ def default_trackio_dir() -> Path:
     return Path(hf_home) / "trackio"
 
 
+# --- Statements -----------------------------------------------------------------------------
+class _Insert:
+    """One INSERT, compiled once; rows reach the driver as tuples, because SQLAlchemy's
+    per-row parameter handling costs more than SQLite's own insert."""
+
+    def __init__(self, stmt: Insert, columns: Sequence[str]) -> None:
+        compiled = stmt.compile(dialect=sqlite.dialect(), column_keys=list(columns))
+        self.sql = str(compiled)
+        self._params = itemgetter(*(compiled.positiontup or ()))  # a row's values, in order
+
+    def run(self, conn: Connection, items: Iterable[dict[str, Any]]) -> None:
+        params = [self._params(row) for row in items]
+        if params:
+            conn.exec_driver_sql(self.sql, params)
+
+
+def _ignore(table: Table, columns: Sequence[str] | None = None) -> _Insert:
+    """Keyed insert: a row already there (a replayed record) is left as it is."""
+    return _Insert(insert(table).on_conflict_do_nothing(), columns or table.columns.keys())
+
+
+def _upsert(table: Table, columns: Sequence[str], key: str, update: Sequence[str]) -> _Insert:
+    stmt = insert(table)
+    where = table.c[key].isnot(None) if key == "log_id" else None  # Trackio's partial index
+    return _Insert(
+        stmt.on_conflict_do_update(
+            index_elements=[key], index_where=where, set_={c: stmt.excluded[c] for c in update}
+        ),
+        columns,
+    )
+
+
+_SCALARS = ["run_id", "run_name", "timestamp", "metrics", "log_id"]
+_RESOURCES = _ignore(schema.otel_resources)
+_SPANS = _ignore(schema.otel_spans)
+_LOGS = _ignore(schema.otel_logs)
+_POINTS = _ignore(schema.otel_metric_points)
+_METRICS = _ignore(schema.metrics, [*_SCALARS, "step"])
+_SYSTEM_METRICS = _ignore(schema.system_metrics, _SCALARS)
+_TRACES = _upsert(
+    schema.traces,
+    schema.traces.columns.keys(),
+    key="id",
+    update=[
+        *("run_id", "run_name", "timestamp", "step", "key"),
+        *("messages", "metadata", "search_text", "spans"),
+    ],
+)
+_ROLLOUTS = _upsert(  # a late span may add a reward or move the step: rewrite, keyed by trace
+    schema.metrics,
+    [*_SCALARS, "step"],
+    key="log_id",
+    update=["run_name", "timestamp", "step", "metrics"],
+)
+
+
+# --- The store ------------------------------------------------------------------------------
 @dataclass
 class _Project:
-    engine: Engine
+    writer: Engine
+    reader: Engine
     lock_path: Path
     runs: dict[str, str] = field(default_factory=dict)
     """run_id → hash of the config row written for it (rows this process already wrote)."""
 
 
+@dataclass(slots=True)
+class _Stored:
+    """What a snapshot held for one trace: the assembly's inputs, and its step if any."""
+
+    spans: int = 0
+    logs: int = 0
+    step: int | None = None
+
+
+@dataclass(slots=True)
+class _Trace:
+    assembled: AssembledTrace
+    row: dict[str, Any]
+    """The ``traces`` row less its step, which the commit assigns."""
+    has_media: bool
+
+
+@dataclass
+class Prepared:
+    """A project's share of a batch, computed with no lock held."""
+
+    project: _Project
+    batch: Batch
+    raw: list[tuple[_Insert, list[dict[str, Any]]]]
+    touched: set[str]
+    seen: dict[str, _Stored]
+    traces: dict[str, _Trace]
+
+
 class SQLiteStore:
-    """Writes batches into ``<trackio_dir>/<project>.db``. One writer thread at a time."""
+    """Writes batches into ``<trackio_dir>/<project>.db``; safe to use from several
+    threads and processes at once (each commit is serialised by the project's lock)."""
 
     def __init__(self, trackio_dir: Path | str) -> None:
         self.trackio_dir = Path(trackio_dir)
         self._projects: dict[str, _Project] = {}
         self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._checkpointer: threading.Thread | None = None
 
     def db_path(self, project: str) -> Path:
         return self.trackio_dir / f"{project}.db"
 
     def write(self, batch: Batch) -> None:
         """Commit the whole batch; raises (and commits nothing for that project) on failure."""
-        for project, part in batch.by_project().items():
-            self.write_project(project, part)
+        for prepared in self.prepare(batch):
+            self.commit(prepared)
 
-    def write_project(self, project: str, batch: Batch) -> None:
-        p = self._project(project)
+    def prepare(self, batch: Batch) -> list[Prepared]:
+        """Phase 1, one per project: rows and assembled traces, with no lock held."""
+        return [_prepare(self._project(name), part) for name, part in batch.by_project().items()]
+
+    def commit(self, prepared: Prepared) -> None:
+        """Phase 2: one transaction under the project's lock."""
+        p = prepared.project
         pending_runs: dict[str, str] = {}
-        with _flock(p.lock_path), p.engine.begin() as conn:
-            _write(conn, p, batch, pending_runs)
+        with _flock(p.lock_path), p.writer.begin() as conn:
+            _commit(conn, p, prepared, pending_runs)
         p.runs.update(pending_runs)  # only once committed
 
     def close(self) -> None:
+        self._closed.set()
+        if self._checkpointer is not None:
+            self._checkpointer.join()
         with self._lock:
             for p in self._projects.values():
-                p.engine.dispose()
+                p.writer.dispose()
+                p.reader.dispose()
             self._projects.clear()
 
     def _project(self, project: str) -> _Project:
@@ -94,30 +209,55 @@ class SQLiteStore:
 
     def _open(self, project: str) -> _Project:
         self.trackio_dir.mkdir(parents=True, exist_ok=True)
+        writer, reader = (self._engine(project, begin) for begin in ("BEGIN IMMEDIATE", "BEGIN"))
+        lock_path = self.trackio_dir / f"{project}.lock"
+        with _flock(lock_path), writer.begin() as conn:
+            schema.metadata.create_all(conn)
+            version = conn.exec_driver_sql("PRAGMA user_version").scalar() or 0
+            if version < schema.TRACKIO_SCHEMA_VERSION:
+                conn.exec_driver_sql(f"PRAGMA user_version = {schema.TRACKIO_SCHEMA_VERSION}")
+        if self._checkpointer is None:
+            self._checkpointer = threading.Thread(
+                target=self._checkpoint, name="trackio-otel-checkpoint", daemon=True
+            )
+            self._checkpointer.start()
+        return _Project(writer, reader, lock_path)
+
+    def _checkpoint(self) -> None:
+        """Copy committed WAL pages into the database off the commit path. PASSIVE: it
+        never waits for, nor blocks, a writer or a reader."""
+        while not self._closed.wait(CHECKPOINT_INTERVAL_S):
+            with self._lock:
+                projects = list(self._projects.values())
+            for p in projects:
+                conn = p.reader.raw_connection()
+                try:
+                    conn.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except Exception as exc:  # the next round retries; commits are unaffected
+                    log.debug("checkpoint failed: %s", exc)
+                finally:
+                    conn.close()
+
+    def _engine(self, project: str, begin: str) -> Engine:
         engine = create_engine(
             f"sqlite:///{self.db_path(project)}",
             connect_args={"timeout": BUSY_TIMEOUT_S, "check_same_thread": False},
         )
         event.listen(engine, "connect", _configure_connection)
-        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
-        lock_path = self.trackio_dir / f"{project}.lock"
-        with _flock(lock_path), engine.begin() as conn:
-            schema.metadata.create_all(conn)
-            version = conn.exec_driver_sql("PRAGMA user_version").scalar() or 0
-            if version < schema.TRACKIO_SCHEMA_VERSION:
-                conn.exec_driver_sql(f"PRAGMA user_version = {schema.TRACKIO_SCHEMA_VERSION}")
-        return _Project(engine, lock_path)
+        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql(begin))
+        return engine
 
 
 def _configure_connection(dbapi_conn: Any, _record: Any) -> None:
-    dbapi_conn.isolation_level = None  # we issue BEGIN IMMEDIATE ourselves
+    dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
     cur = dbapi_conn.cursor()
     for pragma in (
         "journal_mode = WAL",
         "synchronous = NORMAL",
         f"busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}",
         "temp_store = MEMORY",
-        "cache_size = -20000",
+        "cache_size = -4000",
+        f"wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}",
     ):
         cur.execute(f"PRAGMA {pragma}")
     cur.close()
@@ -138,143 +278,130 @@ def _flock(path: Path) -> Iterator[None]:
                     raise TimeoutError(
                         f"could not lock {path} within {LOCK_TIMEOUT_S:.0f}s"
                     ) from None
-                time.sleep(0.005)
+                time.sleep(0.002)
         try:
             yield
         finally:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
-# --- The transaction ------------------------------------------------------------------------
-def _write(conn: Any, p: _Project, batch: Batch, pending_runs: dict[str, str]) -> None:
-    _insert_ignore(
-        conn,
-        schema.otel_resources,
-        [
-            {
-                "resource_id": r.id,
-                "attributes": pdata.dumps(r.attributes),
-                "schema_url": r.schema_url,
-            }
-            for r in batch.resources.values()
-        ],
-    )
-    _insert_ignore(conn, schema.otel_spans, [_span_row(s) for s in batch.spans])
-    _insert_ignore(conn, schema.otel_logs, [_log_row(log) for log in batch.logs])
-    _insert_ignore(conn, schema.otel_metric_points, [_point_row(pt) for pt in batch.points])
-    _ensure_runs(conn, p, batch, pending_runs)
-    _insert_ignore(
-        conn,
-        schema.metrics,
-        [
-            {
-                **_run_cols(s.run),
-                "timestamp": pdata.iso(s.time_ns or pdata.now_nano()),
-                "step": s.step,
-                "metrics": pdata.dumps(s.values),
-                "log_id": s.log_id,
-            }
-            for s in batch.scalars
-            if s.step is not None
-        ],
-    )
-    _insert_ignore(
-        conn,
-        schema.system_metrics,
-        [
-            {
-                **_run_cols(s.run),
-                "timestamp": pdata.iso(s.time_ns or pdata.now_nano()),
-                "metrics": pdata.dumps(s.values),
-                "log_id": s.log_id,
-            }
-            for s in batch.scalars
-            if s.step is None
-        ],
-    )
-    _update_traces(conn, batch, p.lock_path.parent / "media")  # Trackio's MEDIA_DIR
-
-
-def _insert_ignore(conn: Any, table: Any, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        conn.execute(insert(table).on_conflict_do_nothing(), rows)
-
-
-def _run_cols(run: Run) -> dict[str, str]:
-    return {"run_id": run.run_id, "run_name": run.run_name}
-
-
-def _origin(run: Run, resource_id: str, scope_name: str, scope_version: str) -> dict[str, str]:
-    return {
-        **_run_cols(run),
-        "resource_id": resource_id,
-        "scope_name": scope_name,
-        "scope_version": scope_version,
+# --- Phase 1: prepare, no lock held ---------------------------------------------------------
+def _prepare(p: _Project, batch: Batch) -> Prepared:
+    raw = [
+        (_RESOURCES, [rows.resource_row(r) for r in batch.resources.values()]),
+        (_SPANS, [rows.span_row(s) for s in batch.spans]),
+        (_LOGS, [rows.log_row(log) for log in batch.logs]),
+        (_POINTS, [rows.point_row(pt) for pt in batch.points]),
+    ]
+    touched = {s.trace_id for s in batch.spans} | {
+        log.trace_id for log in batch.logs if log.trace_id and log.span_id
     }
+    if not touched:
+        return Prepared(p, batch, raw, touched, {}, {})
+    with p.reader.begin() as conn:  # one snapshot for the counts and the rows they count
+        seen = _stored(conn, touched)
+        stored_spans = _load_spans(conn, batch, [t for t in touched if seen[t].spans])
+        stored_logs = _load_logs(conn, batch, [t for t in touched if seen[t].logs])
+    new_spans: dict[str, list[Span]] = defaultdict(list)
+    for s in batch.spans:
+        new_spans[s.trace_id].append(s)
+    new_logs: dict[str, list[Log]] = defaultdict(list)
+    for log in batch.logs:
+        if log.trace_id in touched and log.event_name.startswith("gen_ai."):
+            new_logs[log.trace_id].append(log)
+    traces = {}
+    for trace_id in touched:
+        # What is stored wins over a replayed record with the same key, as INSERT OR IGNORE does.
+        spans = _union(new_spans[trace_id], stored_spans[trace_id], lambda s: s.span_id)
+        logs = _union(new_logs[trace_id], stored_logs[trace_id], lambda log: log.uid)
+        if trace := _trace(spans, logs):
+            traces[trace_id] = trace
+    return Prepared(p, batch, raw, touched, seen, traces)
 
 
-def _span_row(s: Span) -> dict[str, Any]:
-    return {
-        "trace_id": s.trace_id,
-        "span_id": s.span_id,
-        "parent_span_id": s.parent_span_id,
-        "name": s.name,
-        "kind": s.kind,
-        "start_time_unix_nano": s.start_ns,
-        "end_time_unix_nano": s.end_ns,
-        "start_time": pdata.iso(s.start_ns) if s.start_ns else None,
-        "duration_ms": (s.end_ns - s.start_ns) / 1e6 if s.end_ns >= s.start_ns else None,
-        "status_code": s.status_code,
-        "status_message": s.status_message,
-        "attributes": pdata.dumps(s.attributes),
-        "events": pdata.dumps(s.events),
-        "links": pdata.dumps(s.links),
-        "trace_state": s.trace_state,
-        **_origin(s.run, s.resource_id, s.scope_name, s.scope_version),
-    }
+def _union(new: list[Any], stored: list[Any], key: Any) -> list[Any]:
+    if not stored:
+        return new
+    return list({**{key(r): r for r in new}, **{key(r): r for r in stored}}.values())
 
 
-def _log_row(log: Log) -> dict[str, Any]:
-    return {
-        "log_uid": log.uid,
-        "time_unix_nano": log.time_ns,
-        "observed_time_unix_nano": log.observed_ns,
-        "timestamp": pdata.iso(log.time_ns or log.observed_ns or pdata.now_nano()),
-        "severity_number": log.severity_number,
-        "severity_text": log.severity_text,
-        "event_name": log.event_name,
-        "body": pdata.dumps(log.body),
-        "attributes": pdata.dumps(log.attributes),
-        "trace_id": log.trace_id,
-        "span_id": log.span_id,
-        **_origin(log.run, log.resource_id, log.scope_name, log.scope_version),
-    }
+def _trace(spans: list[Span], logs: list[Log]) -> _Trace | None:
+    """Assemble one trace, or None while it has no span yet (only log events) or is only a
+    training step (its timing lands as step metrics; thousands of steps would bury the
+    conversations on Trackio's Traces page)."""
+    if not spans or is_training_step(spans):
+        return None
+    a = assemble(spans, logs)
+    row = rows.trace_row(a, step=0)
+    return _Trace(a, row, bool(_DATA_URL.search(row["messages"]) or _DATA_URL.search(row["spans"])))
 
 
-def _point_row(pt: Any) -> dict[str, Any]:
-    return {
-        "point_uid": pt.uid,
-        "name": pt.name,
-        "description": pt.description,
-        "unit": pt.unit,
-        "type": pt.type,
-        "temporality": pt.temporality,
-        "is_monotonic": pt.is_monotonic,
-        "attributes": pdata.dumps(pt.attributes),
-        "start_time_unix_nano": pt.start_ns,
-        "time_unix_nano": pt.time_ns,
-        "timestamp": pdata.iso(pt.time_ns or pdata.now_nano()),
-        "value": pt.value,
-        "count": pt.count,
-        "sum": pt.sum,
-        "min": pt.min,
-        "max": pt.max,
-        "buckets": pdata.dumps(pt.buckets) if pt.buckets is not None else None,
-        **_origin(pt.run, pt.resource_id, pt.scope_name, pt.scope_version),
-    }
+def _stored(conn: Connection, trace_ids: set[str]) -> dict[str, _Stored]:
+    """Per trace: stored spans, stored GenAI log events and the step of its row."""
+    out = {t: _Stored() for t in trace_ids}
+    sp, lg, tr = schema.otel_spans, schema.otel_logs, schema.traces
+    count = func.count()
+    for r in _select_in(
+        conn, select(sp.c.trace_id, count).group_by(sp.c.trace_id), sp.c.trace_id, trace_ids
+    ):
+        out[r[0]].spans = r[1]
+    gen_ai = select(lg.c.trace_id, count).where(lg.c.event_name.like("gen_ai.%"))
+    for r in _select_in(conn, gen_ai.group_by(lg.c.trace_id), lg.c.trace_id, trace_ids):
+        out[r[0]].logs = r[1]
+    for r in _select_in(conn, select(tr.c.id, tr.c.step), tr.c.id, trace_ids):
+        out[r[0]].step = r[1]
+    return out
 
 
-def _ensure_runs(conn: Any, p: _Project, batch: Batch, pending: dict[str, str]) -> None:
+# --- Phase 2: commit, under the lock --------------------------------------------------------
+def _commit(conn: Connection, p: _Project, prep: Prepared, pending_runs: dict[str, str]) -> None:
+    now = _stored(conn, prep.touched) if prep.touched else {}
+    for statement, items in prep.raw:
+        statement.run(conn, items)
+    _ensure_runs(conn, p, prep.batch, pending_runs)
+    _METRICS.run(conn, (rows.scalars_row(s) for s in prep.batch.scalars if s.step is not None))
+    _SYSTEM_METRICS.run(conn, (rows.scalars_row(s) for s in prep.batch.scalars if s.step is None))
+    stale = [t for t in prep.touched if now[t] != prep.seen[t]]
+    if stale:  # another writer added to these traces since the snapshot: assemble again
+        stored_spans = _load_spans(conn, prep.batch, stale)
+        stored_logs = _load_logs(conn, prep.batch, stale)
+        for trace_id in stale:
+            prep.traces.pop(trace_id, None)
+            if trace := _trace(stored_spans[trace_id], stored_logs[trace_id]):
+                prep.traces[trace_id] = trace
+    _write_traces(conn, prep.traces.values(), now, p.lock_path.parent / "media")  # Trackio's
+
+
+def _write_traces(
+    conn: Connection, traces: Iterable[_Trace], now: dict[str, _Stored], media_dir: Path
+) -> None:
+    t = schema.traces
+    next_step: dict[str, int] = {}
+    trace_rows, rollouts = [], []
+    files: dict[str, MediaFile] = {}
+    for trace in sorted(traces, key=lambda x: (x.assembled.start_ns, x.assembled.trace_id)):
+        a = trace.assembled
+        step = a.step if a.step is not None else now[a.trace_id].step
+        if step is None:  # the per-run rule: the run's next trace number
+            if a.run.run_id not in next_step:
+                top = conn.execute(
+                    select(func.max(t.c.step)).where(t.c.run_id == a.run.run_id)
+                ).scalar()
+                next_step[a.run.run_id] = -1 if top is None else top
+            next_step[a.run.run_id] += 1
+            step = next_step[a.run.run_id]
+        if trace.has_media:  # rare: the files' names need the step
+            trace_rows.append(rows.trace_row(with_media(a, step, files), step))
+        else:
+            trace_rows.append({**trace.row, "step": step})
+        if a.scalars:
+            rollouts.append(rows.rollout_row(a, step))
+    _write_media(media_dir, files.values())  # before the rows that reference them commit
+    _TRACES.run(conn, trace_rows)
+    _ROLLOUTS.run(conn, rollouts)
+
+
+def _ensure_runs(conn: Connection, p: _Project, batch: Batch, pending: dict[str, str]) -> None:
     """Every run gets a config row and a first ``metrics`` row: Trackio lists runs from
     ``metrics`` only. Both are keyed, so this is a no-op for runs already there."""
     first_seen: dict[str, tuple[Run, int]] = {}
@@ -289,19 +416,7 @@ def _ensure_runs(conn: Any, p: _Project, batch: Batch, pending: dict[str, str]) 
         if p.runs.get(run_id) == config_hash:
             continue
         created = pdata.iso(t)
-        _insert_ignore(
-            conn,
-            schema.metrics,
-            [
-                {
-                    **_run_cols(run),
-                    "timestamp": created,
-                    "step": 0,
-                    "metrics": "{}",
-                    "log_id": digest(run_id, "trackio-otel run start"),
-                }
-            ],
-        )
+        _METRICS.run(conn, [rows.run_start_row(run, created)])
         existing = conn.execute(
             select(schema.configs.c.config, schema.configs.c.created_at).where(
                 schema.configs.c.run_id == run_id
@@ -317,7 +432,7 @@ def _ensure_runs(conn: Any, p: _Project, batch: Batch, pending: dict[str, str]) 
                 "_Group": run.group,
             }
             stmt = insert(schema.configs).values(
-                **_run_cols(run),
+                **rows.run_cols(run),
                 config=pdata.dumps(full),
                 created_at=existing.created_at if existing else created,
             )
@@ -339,97 +454,6 @@ def _user_config(raw: str | bytes) -> dict[str, Any]:
     }
 
 
-# --- Traces ---------------------------------------------------------------------------------
-def _update_traces(conn: Any, batch: Batch, media_dir: Path) -> None:
-    spans_by_trace: dict[str, list[Span]] = defaultdict(list)
-    for s in batch.spans:
-        spans_by_trace[s.trace_id].append(s)
-    touched = set(spans_by_trace) | {
-        log.trace_id for log in batch.logs if log.trace_id and log.span_id
-    }
-    if not touched:
-        return
-    t = schema.traces
-    existing = {
-        row.id: row.step for row in _select_in(conn, select(t.c.id, t.c.step), t.c.id, touched)
-    }
-    # Traces seen before (or named only by a log) are rebuilt from everything stored.
-    reload = [tid for tid in touched if tid in existing or tid not in spans_by_trace]
-    stored_spans = _load_spans(conn, batch, reload)
-    logs = _load_logs(conn, batch, touched)
-
-    assembled: list[AssembledTrace] = []
-    for trace_id in touched:
-        spans = stored_spans.get(trace_id) or spans_by_trace.get(trace_id)
-        if spans and not is_training_step(spans):
-            assembled.append(assemble(spans, logs.get(trace_id, [])))
-    next_step: dict[str, int] = {}
-    rows = []
-    files: dict[str, MediaFile] = {}
-    rollouts = []
-    for a in sorted(assembled, key=lambda a: (a.start_ns, a.trace_id)):
-        step = a.step if a.step is not None else existing.get(a.trace_id)
-        if step is None:  # the per-run rule: the run's next trace number
-            if a.run.run_id not in next_step:
-                top = conn.execute(
-                    select(func.max(t.c.step)).where(t.c.run_id == a.run.run_id)
-                ).scalar()
-                next_step[a.run.run_id] = -1 if top is None else top
-            next_step[a.run.run_id] += 1
-            step = next_step[a.run.run_id]
-        row = trace_row(a, step)
-        if _DATA_URL.search(row["messages"]) or _DATA_URL.search(row["spans"]):
-            row = trace_row(with_media(a, step, files), step)  # rare: walk it for images
-        rows.append(row)
-        if a.scalars:
-            rollouts.append(rollout_row(a, step))
-    if not rows:  # only log events so far: their spans will bring the trace
-        return
-    _write_media(media_dir, files.values())  # before the rows that reference them commit
-    stmt = insert(t)
-    conn.execute(
-        stmt.on_conflict_do_update(
-            index_elements=["id"],
-            set_={
-                c: stmt.excluded[c]
-                for c in (
-                    "run_id",
-                    "run_name",
-                    "timestamp",
-                    "step",
-                    "key",
-                    "messages",
-                    "metadata",
-                    "search_text",
-                    "spans",
-                )
-            },
-        ),
-        rows,
-    )
-    if rollouts:  # a late span may add a reward or move the step: rewrite, keyed by trace
-        stmt = insert(schema.metrics)
-        conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=["log_id"],
-                index_where=schema.metrics.c.log_id.isnot(None),
-                set_={c: stmt.excluded[c] for c in ("run_name", "timestamp", "step", "metrics")},
-            ),
-            rollouts,
-        )
-
-
-def rollout_row(a: AssembledTrace, step: int) -> dict[str, Any]:
-    """A rollout's reward and advantage as a Trackio ``metrics`` row at its trace's step."""
-    return {
-        **_run_cols(a.run),
-        "timestamp": pdata.iso(a.start_ns or pdata.now_nano()),
-        "step": step,
-        "metrics": pdata.dumps(a.scalars),
-        "log_id": digest(a.trace_id, "rollout"),
-    }
-
-
 def _write_media(media_dir: Path, files: Iterable[MediaFile]) -> None:
     """Content-addressed names: a file already there (a retried export) is left as it is."""
     for f in files:
@@ -442,51 +466,16 @@ def _write_media(media_dir: Path, files: Iterable[MediaFile]) -> None:
         os.replace(partial, target)
 
 
-def trace_row(a: AssembledTrace, step: int) -> dict[str, Any]:
-    row = {
-        "id": a.trace_id,
-        **_run_cols(a.run),
-        "timestamp": pdata.iso(a.start_ns or pdata.now_nano()),
-        "step": step,
-        "key": a.key,
-        "trace_index": None,
-        "messages": pdata.dumps(a.messages),
-        "metadata": pdata.dumps(a.metadata),
-        "spans": pdata.dumps(a.spans),
-        "log_id": a.trace_id,
-        "space_id": None,
-    }
-    row["search_text"] = search_text(a)
-    return row
-
-
-def search_text(a: AssembledTrace) -> str:
-    """Trackio's algorithm: id, key, then every scalar of messages, metadata and the
-    searchable span fields (never span input/output)."""
-    parts: list[str] = []
-
-    def visit(container: dict[str, Any] | list[Any]) -> None:  # recursing on containers only
-        for value in container.values() if isinstance(container, dict) else container:
-            if isinstance(value, (dict, list)):
-                visit(value)
-            elif value is not None:
-                parts.append(str(value))
-
-    visit([a.messages, a.metadata])
-    for span in a.spans:
-        visit([span.get(name) for name in SEARCHABLE_SPAN_FIELDS])
-    return f"{a.trace_id} {a.key} {' '.join(parts)}".lower()
-
-
+# --- Reading stored records back ------------------------------------------------------------
 def _select_in(
-    conn: Any, query: Any, column: Any, values: Sequence[str] | set[str]
+    conn: Connection, query: Any, column: Any, values: Sequence[str] | set[str]
 ) -> Iterator[Any]:
     values = list(values)
     for i in range(0, len(values), SQL_IN_CHUNK):
         yield from conn.execute(query.where(column.in_(values[i : i + SQL_IN_CHUNK])))
 
 
-def _load_spans(conn: Any, batch: Batch, trace_ids: list[str]) -> dict[str, list[Span]]:
+def _load_spans(conn: Connection, batch: Batch, trace_ids: list[str]) -> dict[str, list[Span]]:
     out: dict[str, list[Span]] = defaultdict(list)
     if not trace_ids:
         return out
@@ -516,9 +505,11 @@ def _load_spans(conn: Any, batch: Batch, trace_ids: list[str]) -> dict[str, list
     return out
 
 
-def _load_logs(conn: Any, batch: Batch, trace_ids: set[str]) -> dict[str, list[Log]]:
+def _load_logs(conn: Connection, batch: Batch, trace_ids: list[str]) -> dict[str, list[Log]]:
     """GenAI log events of these traces, stored now or earlier (they may precede their span)."""
     out: dict[str, list[Log]] = defaultdict(list)
+    if not trace_ids:
+        return out
     lg = schema.otel_logs
     query = select(lg).where(lg.c.event_name.like("gen_ai.%"))
     runs = _RunCache(batch)

@@ -44,13 +44,14 @@ def any_value(value: AnyValue) -> Any:
 def attributes(pairs: Iterable[KeyValue]) -> dict[str, Any]:
     """OTLP key/value list → dict (a repeated key keeps its last value, as the SDKs do).
 
-    Strings, most attribute values, are read inline: this runs for every attribute."""
+    This runs for every attribute, and most values are strings or ints. A member of the
+    ``value`` oneof that is not set reads as its default, so a non-empty string or non-zero
+    int can only be the set one: those are taken without asking ``WhichOneof``, and
+    everything else (empty strings and zeros included) goes through ``any_value``."""
     out: dict[str, Any] = {}
     for kv in pairs:
         value = kv.value
-        out[kv.key] = (
-            value.string_value if value.WhichOneof("value") == "string_value" else any_value(value)
-        )
+        out[kv.key] = value.string_value or value.int_value or any_value(value)
     return out
 
 
@@ -63,14 +64,17 @@ def json_number(x: float) -> float | str:
     return "Infinity" if x > 0 else "-Infinity"
 
 
-_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+_COMPACT = json.JSONEncoder(
+    separators=(",", ":"), ensure_ascii=False, allow_nan=False, check_circular=False
+)
 
 
 def dumps(obj: Any) -> str:
     """Compact JSON, the only form Trackio's tab detection recognises.
 
     One shared encoder: ``json.dumps`` with options builds a new one per call, and this
-    runs several times per span on the collector's hot path."""
+    runs several times per span on the collector's hot path. Values here are trees built
+    from protobuf or JSON, never circular, so the per-container cycle check is skipped."""
     return _COMPACT.encode(obj)
 
 
@@ -91,13 +95,22 @@ def now_nano() -> int:
     return int(datetime.now(timezone.utc).timestamp() * 1e9)
 
 
+_DECODER = json.JSONDecoder()
+_JSON_WHITESPACE = " \t\n\r"
+
+
 def parse_json(value: Any) -> Any:
-    """Decode a JSON string attribute, leaving anything else (or broken JSON) as it is."""
+    """Decode a JSON string attribute, leaving anything else (or broken JSON) as it is.
+
+    This runs on every message attribute. The value is known to start with its JSON, so
+    ``raw_decode`` spares the argument checks and whitespace scans of ``json.loads``;
+    anything but whitespace after the document makes it broken JSON, as there."""
     if isinstance(value, str) and value[:1] in ("[", "{", '"'):
         try:
-            return json.loads(value)
+            parsed, end = _DECODER.raw_decode(value)
         except ValueError:
             return value
+        return value if value[end:].strip(_JSON_WHITESPACE) else parsed
     return value
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
 
 from trackio_otel.translate import pdata
 from trackio_otel.translate.identity import resource_of, run_for
@@ -22,56 +25,44 @@ def from_request(request: ExportTraceServiceRequest) -> Batch:
             continue
         batch.resources[resource.id] = resource
         for j, scope_spans in enumerate(resource_spans.scope_spans):
-            scope = scope_spans.scope
+            # Each read of a protobuf field builds a new Python object: read every one once.
+            scope_name, scope_version = scope_spans.scope.name, scope_spans.scope.version
             for k, span in enumerate(scope_spans.spans):
+                trace_id, span_id, parent_id = span.trace_id, span.span_id, span.parent_span_id
                 error = (
                     _field(
-                        "trace_id",
-                        pdata.id_error(span.trace_id, pdata.TRACE_ID_BYTES, required=True),
+                        "trace_id", pdata.id_error(trace_id, pdata.TRACE_ID_BYTES, required=True)
                     )
                     or _field(
-                        "span_id", pdata.id_error(span.span_id, pdata.SPAN_ID_BYTES, required=True)
+                        "span_id", pdata.id_error(span_id, pdata.SPAN_ID_BYTES, required=True)
                     )
                     or _field(
                         "parent_span_id",
-                        pdata.id_error(span.parent_span_id, pdata.SPAN_ID_BYTES, required=False),
+                        pdata.id_error(parent_id, pdata.SPAN_ID_BYTES, required=False),
                     )
                 )
                 if error:
                     batch.reject(f"resource_spans[{i}].scope_spans[{j}].spans[{k}]", error)
                     continue
+                status = span.status
                 batch.spans.append(
                     Span(
                         run=run,
                         resource_id=resource.id,
-                        trace_id=span.trace_id.hex(),
-                        span_id=span.span_id.hex(),
-                        parent_span_id=span.parent_span_id.hex() or None,
+                        trace_id=trace_id.hex(),
+                        span_id=span_id.hex(),
+                        parent_span_id=parent_id.hex() or None,
                         name=span.name,
                         kind=span.kind,
                         start_ns=span.start_time_unix_nano,
                         end_ns=span.end_time_unix_nano,
-                        status_code=span.status.code,
-                        status_message=span.status.message,
+                        status_code=status.code,
+                        status_message=status.message,
                         attributes=pdata.attributes(span.attributes),
-                        events=[
-                            {
-                                "name": e.name,
-                                "time_unix_nano": e.time_unix_nano,
-                                "attributes": pdata.attributes(e.attributes),
-                            }
-                            for e in span.events
-                        ],
-                        links=[
-                            {
-                                "trace_id": link.trace_id.hex(),
-                                "span_id": link.span_id.hex(),
-                                "attributes": pdata.attributes(link.attributes),
-                            }
-                            for link in span.links
-                        ],
-                        scope_name=scope.name,
-                        scope_version=scope.version,
+                        events=_events(span),
+                        links=_links(span),
+                        scope_name=scope_name,
+                        scope_version=scope_version,
                         trace_state=span.trace_state,
                     )
                 )
@@ -80,3 +71,29 @@ def from_request(request: ExportTraceServiceRequest) -> Batch:
 
 def _field(name: str, error: str | None) -> str | None:
     return f"{name} {error}" if error else None
+
+
+def _events(span: PbSpan) -> list[dict[str, Any]]:
+    if not span.events:  # most spans have none: cheaper than running the comprehension empty
+        return []
+    return [
+        {
+            "name": e.name,
+            "time_unix_nano": e.time_unix_nano,
+            "attributes": pdata.attributes(e.attributes),
+        }
+        for e in span.events
+    ]
+
+
+def _links(span: PbSpan) -> list[dict[str, Any]]:
+    if not span.links:  # most spans have none: cheaper than running the comprehension empty
+        return []
+    return [
+        {
+            "trace_id": link.trace_id.hex(),
+            "span_id": link.span_id.hex(),
+            "attributes": pdata.attributes(link.attributes),
+        }
+        for link in span.links
+    ]

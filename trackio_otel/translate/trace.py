@@ -89,7 +89,7 @@ def rollout_scalars(views: list[SpanView]) -> dict[str, float | str]:
     ``rollout/reward/<name>``, ``.advantage`` → ``rollout/advantage``; earlier views win."""
     out: dict[str, float | str] = {}
     for v in views:
-        for name, value in v.span.attributes.items():
+        for name, value in v.trackio.items():
             key = ROLLOUT_SCALARS.get(name)
             if key is None and name.startswith(semconv.ROLLOUT_REWARD_PREFIX):
                 key = "rollout/reward/" + name[len(semconv.ROLLOUT_REWARD_PREFIX) :]
@@ -120,7 +120,7 @@ def conversation(views: list[SpanView]) -> list[dict[str, Any]]:
     if not turns:
         turns = [v for v in views if v.messages_in or v.message_out][:1]
     chat: list[dict[str, Any]] = []
-    chat_keys: list[str] = []  # msgs.key of each chat message, computed once
+    chat_keys: list[tuple[str | None, str]] = []  # msgs.key of each chat message, computed once
     for v in turns:
         call = [*(v.messages_in or []), *([_answer(v.message_out)] if v.message_out else [])]
         keys = [msgs.key(m) for m in call]
@@ -199,7 +199,7 @@ def _metadata(views: list[SpanView], first_root: list[SpanView]) -> dict[str, An
         meta["content_captured"] = any(v.messages_in or v.message_out for v in generations)
     meta["span_count"] = len(views)
     for v in first_root:  # rollout identity and rewards, from the span that carries them
-        for key, value in v.span.attributes.items():
+        for key, value in v.trackio.items():
             if key.startswith("trackio.rollout.") and key[len("trackio.") :] not in meta:
                 meta[key[len("trackio.") :]] = value
     return meta

@@ -51,6 +51,9 @@ class SpanView:
     message_out: dict[str, Any] | None = None
     tool_call_id: str | None = None
     convention: str | None = None
+    trackio: dict[str, Any] = field(default_factory=dict)
+    """The span's ``trackio.*`` attributes, picked out once: the trace reads its rollout
+    fields from these instead of scanning every attribute of every span again."""
 
     def to_trackio(self, span_id: str, parent_id: str | None) -> dict[str, Any]:
         s = self.span

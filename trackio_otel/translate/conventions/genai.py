@@ -41,6 +41,7 @@ _DETECT = (
     semconv.GEN_AI_OUTPUT_MESSAGES,
     semconv.GEN_AI_SYSTEM_INSTRUCTIONS,
 )
+_FLAT_CONTENT_PREFIXES = ("gen_ai.prompt.", "gen_ai.completion.")
 _FLAT_CONTENT = re.compile(r"^gen_ai\.(prompt|completion)\.\d+\.")
 _METADATA_PREFIXES = (
     "gen_ai.",
@@ -52,6 +53,22 @@ _METADATA_PREFIXES = (
     "user.",
     "traceloop.association.properties.",
 )
+_USAGE_DETAILS = {
+    "cache_read_input_tokens": (
+        "gen_ai.usage.cache_read.input_tokens",
+        "gen_ai.usage.cache_read_input_tokens",
+    ),
+    "cache_creation_input_tokens": (
+        "gen_ai.usage.cache_creation.input_tokens",
+        "gen_ai.usage.cache_write.input_tokens",
+        "gen_ai.usage.cache_creation_input_tokens",
+    ),
+    "reasoning_tokens": (
+        "gen_ai.usage.reasoning.output_tokens",
+        "gen_ai.usage.reasoning_tokens",
+    ),
+}
+"""Optional usage details: Trackio's key → the attribute names that have carried it."""
 _SPAN_KINDS = ("unspecified", "internal", "server", "client", "producer", "consumer")
 
 
@@ -115,32 +132,24 @@ def usage_from(a: dict[str, Any]) -> dict[str, int] | None:
     usage["total_tokens"] = int(
         a.get("gen_ai.usage.total_tokens") or usage["input_tokens"] + usage["output_tokens"]
     )
-    extra = {
-        "cache_read_input_tokens": _first(
-            a, "gen_ai.usage.cache_read.input_tokens", "gen_ai.usage.cache_read_input_tokens"
-        ),
-        "cache_creation_input_tokens": _first(
-            a,
-            "gen_ai.usage.cache_creation.input_tokens",
-            "gen_ai.usage.cache_write.input_tokens",
-            "gen_ai.usage.cache_creation_input_tokens",
-        ),
-        "reasoning_tokens": _first(
-            a, "gen_ai.usage.reasoning.output_tokens", "gen_ai.usage.reasoning_tokens"
-        ),
-    }
-    usage.update({k: int(val) for k, val in extra.items() if val is not None})
+    for key, names in _USAGE_DETAILS.items():
+        value = _first(a, *names)
+        if value is not None:
+            usage[key] = int(value)
     return usage
 
 
 def metadata(span: Span) -> dict[str, Any]:
-    """Every non-content ``gen_ai.*`` attribute, plus where the span came from."""
+    """Every non-content ``gen_ai.*`` attribute, plus where the span came from.
+
+    Runs for every attribute of most spans, so the cheap prefix tests go first and the
+    flattened-content regex only sees keys that could match it."""
     meta: dict[str, Any] = {
         k: val
         for k, val in span.attributes.items()
-        if k not in CONTENT_ATTRIBUTES
-        and not _FLAT_CONTENT.match(k)
-        and k.startswith(_METADATA_PREFIXES)
+        if k.startswith(_METADATA_PREFIXES)
+        and k not in CONTENT_ATTRIBUTES
+        and not (k.startswith(_FLAT_CONTENT_PREFIXES) and _FLAT_CONTENT.match(k))
     }
     meta["otel_kind"] = _SPAN_KINDS[span.kind] if 0 <= span.kind < len(_SPAN_KINDS) else span.kind
     meta["scope"] = span.scope_name
@@ -220,6 +229,7 @@ def _from_span_events(span: Span) -> tuple[list[msgs.Message], list[msgs.Message
 
 def _first(a: dict[str, Any], *names: str) -> Any:
     for name in names:
-        if a.get(name) is not None:
-            return a[name]
+        value = a.get(name)
+        if value is not None:
+            return value
     return None

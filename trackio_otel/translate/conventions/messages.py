@@ -61,8 +61,9 @@ def from_parts(messages: Any) -> list[Message]:
                 continue
             kind = part.get("type")
             if kind == "text":
-                texts.append(str(part.get("content", "")))
-                items.append({"type": "text", "text": str(part.get("content", ""))})
+                text = str(part.get("content", ""))
+                texts.append(text)
+                items.append({"type": "text", "text": text})
             elif kind == "tool_call":
                 calls.append(tool_call(part.get("id"), part.get("name"), part.get("arguments")))
             elif kind == "tool_call_response":
@@ -134,16 +135,20 @@ def from_openai(messages: Any) -> list[Message]:
 _KEY_ENCODER = json.JSONEncoder(sort_keys=True, ensure_ascii=False, default=str)
 
 
-def key(message: Message) -> str:
-    """Identity of a message for de-duplicating histories across generations."""
-    return _KEY_ENCODER.encode(
-        [
-            message.get("role"),
-            message.get("content"),
-            message.get("tool_call_id"),
-            message.get("tool_calls"),
-        ]
-    )
+def key(message: Message) -> tuple[str | None, str]:
+    """Identity of a message for de-duplicating histories across generations.
+
+    Text content is compared as the string itself and the other fields as JSON: encoding
+    long text only to compare it was the largest cost of joining a conversation."""
+    content = message.get("content")
+    text = content if isinstance(content, str) else None
+    rest = [
+        message.get("role"),
+        None if text is not None else content,
+        message.get("tool_call_id"),
+        message.get("tool_calls"),
+    ]
+    return text, _KEY_ENCODER.encode(rest)
 
 
 def captured(value: Any) -> Any:

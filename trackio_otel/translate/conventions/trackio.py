@@ -1,7 +1,8 @@
 """The trackio convention layers on any family: its attributes travel as span metadata.
 
 Trace-level meaning (step, rollout rewards) is read by ``translate.trace``; here the
-attributes are only made visible on the span they were set on.
+attributes are made visible on the span they were set on, and kept on ``SpanView.trackio``
+so the trace need not look for them among all of the span's attributes again.
 """
 
 from __future__ import annotations
@@ -15,6 +16,5 @@ if TYPE_CHECKING:
 
 
 def fill(v: SpanView, span: Span) -> None:
-    for key, value in span.attributes.items():
-        if key.startswith("trackio."):
-            v.metadata[key] = value
+    v.trackio = {k: val for k, val in span.attributes.items() if k.startswith("trackio.")}
+    v.metadata.update(v.trackio)

@@ -1,0 +1,187 @@
+"""The writer loop: OTLP request bytes in, committed records out, answered one by one.
+
+The same loop runs in a writer process (``python -m trackio_otel.writer``) and, when
+asked for no processes, in threads of the caller's process. It takes everything queued,
+decodes and translates each request, and commits them together (group commit); only then
+does it answer, so an answer of success always means the data is on disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from google.protobuf.message import DecodeError, Message
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from sqlalchemy.exc import OperationalError
+
+from trackio_otel.store.sqlite import Prepared, SQLiteStore
+from trackio_otel.translate import logs, metrics, spans
+from trackio_otel.translate.model import Batch
+
+log = logging.getLogger(__name__)
+
+MAX_COMMIT_BYTES = 16 << 20
+"""Request bytes committed in one transaction at most (a larger request goes alone)."""
+
+SIGNALS: dict[str, tuple[type[Message], Callable[[Any], Batch]]] = {
+    "traces": (ExportTraceServiceRequest, spans.from_request),
+    "metrics": (ExportMetricsServiceRequest, metrics.from_request),
+    "logs": (ExportLogsServiceRequest, logs.from_request),
+}
+
+Reply = dict[str, Any]
+"""``records``, ``rejected``, ``errors`` (problems with items, for OTLP partial success);
+on failure also ``error`` (``invalid``: undecodable, nothing kept; ``unavailable``: the
+database stayed locked or the disk failed, retry; ``internal``) and ``message``."""
+
+
+@dataclass(eq=False)
+class Request:
+    id: int
+    signal: str
+    payload: bytes
+
+
+@dataclass
+class Inbox:
+    """Requests waiting for the writer loop; ``close()`` lets it drain and return."""
+
+    _items: deque[Request] = field(default_factory=deque)
+    _cond: threading.Condition = field(default_factory=threading.Condition)
+    _closed: bool = False
+
+    def put(self, request: Request) -> None:
+        with self._cond:
+            self._items.append(request)
+            self._cond.notify()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+
+    def take(self, max_bytes: int) -> list[Request]:
+        """Block for work; return the oldest requests up to ``max_bytes`` ([] once closed
+        and empty)."""
+        with self._cond:
+            while not self._items and not self._closed:
+                self._cond.wait()
+            taken: list[Request] = []
+            size = 0
+            while self._items and (not taken or size + len(self._items[0].payload) <= max_bytes):
+                taken.append(self._items.popleft())
+                size += len(taken[-1].payload)
+            return taken
+
+
+def serve(store: SQLiteStore, inbox: Inbox, answer: Callable[[int, Reply], None]) -> None:
+    """Commit and answer until the inbox is closed and drained.
+
+    Two stages on two threads: while one group commits (SQLite and lock waits, which
+    release the GIL) the next is decoded and assembled. At most two groups exist at once,
+    which bounds the writer's memory."""
+    prepared: queue.SimpleQueue[_Group | None] = queue.SimpleQueue()
+    room = threading.Semaphore(2)
+
+    def commit_stage() -> None:
+        while (group := prepared.get()) is not None:
+            for request, reply in commit(store, group):
+                answer(request.id, reply)
+            del group  # its records are garbage now, before the next group is prepared
+            room.release()
+
+    committer = threading.Thread(target=commit_stage, name="trackio-otel-commit", daemon=True)
+    committer.start()
+    try:
+        while room.acquire() and (requests := inbox.take(MAX_COMMIT_BYTES)):
+            prepared.put(prepare(store, requests))
+    finally:
+        prepared.put(None)
+        committer.join()
+
+
+@dataclass
+class _Group:
+    """Requests taken together: those that could not be decoded (already answered), and
+    the rest with their records, prepared for one commit (or why preparing failed)."""
+
+    answered: list[tuple[Request, Reply]]
+    decoded: list[tuple[Request, Batch]]
+    prepared: list[Prepared] | Exception
+
+
+def prepare(store: SQLiteStore, requests: list[Request]) -> _Group:
+    answered: list[tuple[Request, Reply]] = []
+    decoded: list[tuple[Request, Batch]] = []
+    for request in requests:
+        message_type, translate = SIGNALS[request.signal]
+        try:
+            batch = translate(message_type.FromString(request.payload))
+        except DecodeError as exc:
+            name = message_type.DESCRIPTOR.name
+            answered.append((request, _reply(None, "invalid", f"could not decode {name}: {exc}")))
+        except Exception as exc:
+            message = f"could not translate: {type(exc).__name__}: {exc}"
+            answered.append((request, _reply(None, "internal", message)))
+        else:
+            decoded.append((request, batch))
+    merged = Batch()
+    for _, batch in decoded:
+        merged.extend(batch)
+    try:
+        return _Group(answered, decoded, store.prepare(merged))
+    except Exception as exc:
+        return _Group(answered, decoded, exc)
+
+
+def commit(store: SQLiteStore, group: _Group) -> list[tuple[Request, Reply]]:
+    """Commit the group in one transaction per project. If that fails, write its requests
+    one by one so a bad request cannot fail the others (writes are idempotent, so redoing
+    a part already committed is safe)."""
+    try:
+        if isinstance(group.prepared, Exception):
+            raise group.prepared
+        for part in group.prepared:
+            store.commit(part)
+    except Exception as exc:
+        if len(group.decoded) == 1:
+            request, batch = group.decoded[0]
+            return [*group.answered, (request, _failure(exc, batch))]
+        return [*group.answered, *(_write_alone(store, r, b) for r, b in group.decoded)]
+    return [*group.answered, *((r, _reply(b)) for r, b in group.decoded)]
+
+
+def _write_alone(store: SQLiteStore, request: Request, batch: Batch) -> tuple[Request, Reply]:
+    try:
+        store.write(batch)
+    except Exception as exc:
+        return request, _failure(exc, batch)
+    return request, _reply(batch)
+
+
+def _failure(exc: Exception, batch: Batch) -> Reply:
+    log.warning("could not commit a request of %d records: %s", batch.size, exc)
+    if isinstance(exc, (OperationalError, TimeoutError, OSError)):
+        return _reply(batch, "unavailable", f"could not commit, retry: {exc}")
+    return _reply(batch, "internal", f"could not store: {type(exc).__name__}: {exc}")
+
+
+def _reply(batch: Batch | None, error: str | None = None, message: str = "") -> Reply:
+    reply: Reply = {
+        "records": batch.size if batch else 0,
+        "rejected": batch.rejected if batch else 0,
+        "errors": batch.errors if batch else [],
+    }
+    if error:
+        reply.update(error=error, message=message)
+    return reply
