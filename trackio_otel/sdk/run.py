@@ -161,9 +161,9 @@ def init(
     gpu: bool | None = None,
     trackio_dir: str | os.PathLike[str] | None = None,
 ) -> Run:
-    """Start a run. Data goes to the Trackio directory in process unless an OTLP endpoint
-    is given (``endpoint=`` or ``OTEL_EXPORTER_OTLP_ENDPOINT``); ``embedded=True`` adds the
-    in-process path beside it. ``gpu=None`` samples process (and GPU, if any) metrics."""
+    """Start a run. Data goes straight to the Trackio directory (no server) unless an OTLP
+    endpoint is given (``endpoint=`` or ``OTEL_EXPORTER_OTLP_ENDPOINT``); ``embedded=True``
+    keeps the direct path beside it. ``gpu=None`` samples process (and GPU, if any) metrics."""
     project = (
         project
         or _env_resource().get(semconv.PROJECT)
