@@ -83,19 +83,15 @@ def _messages(trace: int, turn: int) -> tuple[str, str]:
     history = [
         {"role": "user", "parts": [{"type": "text", "content": _text(trace, 800)}]},
     ]
+    call = {
+        "type": "tool_call",
+        "id": f"call_{trace}",
+        "name": "get_weather",
+        "arguments": {"city": "Paris"},
+    }
     if turn:
         history += [
-            {
-                "role": "assistant",
-                "parts": [
-                    {
-                        "type": "tool_call",
-                        "id": f"call_{trace}",
-                        "name": "get_weather",
-                        "arguments": {"city": "Paris"},
-                    }
-                ],
-            },
+            {"role": "assistant", "parts": [call]},
             {
                 "role": "tool",
                 "parts": [
@@ -119,14 +115,7 @@ def _messages(trace: int, turn: int) -> tuple[str, str]:
         output = [
             {
                 "role": "assistant",
-                "parts": [
-                    {
-                        "type": "tool_call",
-                        "id": f"call_{trace}",
-                        "name": "get_weather",
-                        "arguments": {"city": "Paris"},
-                    }
-                ],
+                "parts": [call],
                 "finish_reason": "tool_calls",
             }
         ]

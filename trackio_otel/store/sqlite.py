@@ -86,9 +86,11 @@ def _ignore(table: Table, columns: Sequence[str] | None = None) -> _Insert:
     return _Insert(insert(table).on_conflict_do_nothing(), columns or table.columns.keys())
 
 
-def _upsert(table: Table, columns: Sequence[str], key: str, update: Sequence[str]) -> _Insert:
+def _upsert(
+    table: Table, columns: Sequence[str], key: str, update: Sequence[str], where: Any = None
+) -> _Insert:
+    """Insert, or on ``key`` conflict overwrite ``update`` (``where``: a partial index's)."""
     stmt = insert(table)
-    where = table.c[key].isnot(None) if key == "log_id" else None  # Trackio's partial index
     return _Insert(
         stmt.on_conflict_do_update(
             index_elements=[key], index_where=where, set_={c: stmt.excluded[c] for c in update}
@@ -118,6 +120,7 @@ _ROLLOUTS = _upsert(  # a late span may add a reward or move the step: rewrite, 
     [*_SCALARS, "step"],
     key="log_id",
     update=["run_name", "timestamp", "step", "metrics"],
+    where=schema.metrics.c.log_id.isnot(None),  # Trackio's unique index on it is partial
 )
 
 

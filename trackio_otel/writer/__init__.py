@@ -80,7 +80,8 @@ class WriterPool:
                 raise WriteError("unavailable", "the writers are shut down")
             self._fill()
             writer = min(self._writers, key=lambda w: w.outstanding)
-            return writer.submit(Request(next(self._ids), signal, payload))
+        # Sent outside the lock: a megabyte into one writer's pipe must not hold up the rest.
+        return writer.submit(Request(next(self._ids), signal, payload))
 
     @property
     def pids(self) -> list[int]:

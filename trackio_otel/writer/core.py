@@ -103,7 +103,11 @@ def serve(store: SQLiteStore, inbox: Inbox, answer: Callable[[int, Reply], None]
     committer = threading.Thread(target=commit_stage, name="trackio-otel-commit", daemon=True)
     committer.start()
     try:
-        while room.acquire() and (requests := inbox.take(MAX_COMMIT_BYTES)):
+        while True:
+            room.acquire()  # released once the committer is done with a group
+            requests = inbox.take(MAX_COMMIT_BYTES)
+            if not requests:  # closed and drained
+                break
             prepared.put(prepare(store, requests))
     finally:
         prepared.put(None)
