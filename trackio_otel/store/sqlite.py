@@ -46,8 +46,8 @@ BUSY_TIMEOUT_S = 30.0
 LOCK_TIMEOUT_S = 30.0
 SQL_IN_CHUNK = 500
 CHECKPOINT_INTERVAL_S = 1.0
-WAL_AUTOCHECKPOINT_PAGES = 16_384
-"""About 40 MB. SQLite's default (1,000 pages) makes nearly every commit of a busy
+WAL_AUTOCHECKPOINT_PAGES = 8_192
+"""32 MB at 4 KiB pages. SQLite's default (1,000 pages) makes nearly every commit of a busy
 collector copy the WAL into the database and fsync, with the project's lock held; a
 background thread checkpoints every second instead, and this is the backstop that lets
 the WAL restart from its beginning (it only finishes with no other writer appending)."""
