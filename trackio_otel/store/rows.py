@@ -146,24 +146,27 @@ def search_text(a: AssembledTrace) -> str:
     """Trackio's algorithm: id, key, then every scalar of messages, metadata and the
     searchable span fields (never span input/output)."""
     parts: list[str] = []
-
-    def visit(values: Iterable[Any]) -> None:  # a call per container, not per scalar
-        for value in values:
-            kind = type(value)
-            if kind is str:
-                parts.append(value)
-            elif kind is dict:
-                visit(value.values())
-            elif kind is list:
-                visit(value)
-            elif value is not None:
-                parts.append(str(value))
-
-    visit(a.messages)
-    visit(a.metadata.values())
+    _scalars(a.messages, parts)
+    _scalars(a.metadata.values(), parts)
     for span in a.spans:
-        visit([span.get(name) for name in SEARCHABLE_SPAN_FIELDS])
+        _scalars(map(span.get, SEARCHABLE_SPAN_FIELDS), parts)
     return f"{a.trace_id} {a.key} {' '.join(parts)}".lower()
+
+
+def _scalars(values: Iterable[Any], parts: list[str]) -> None:
+    """Append every scalar in ``values``, depth first, to ``parts``: a call per container,
+    not per scalar. Module-level, as a nested recursive function is a reference cycle
+    that only the garbage collector frees."""
+    for value in values:
+        kind = type(value)
+        if kind is str:
+            parts.append(value)
+        elif kind is dict:
+            _scalars(value.values(), parts)
+        elif kind is list:
+            _scalars(value, parts)
+        elif value is not None:
+            parts.append(str(value))
 
 
 def rollout_row(a: AssembledTrace, step: int) -> dict[str, Any]:

@@ -124,13 +124,16 @@ def conversation(views: list[SpanView]) -> list[dict[str, Any]]:
     for v in turns:
         call = [*(v.messages_in or []), *([_answer(v.message_out)] if v.message_out else [])]
         keys = [msgs.key(m) for m in call]
-        if chat_keys == keys[: len(chat)]:
-            new = list(zip(call, keys, strict=True))[len(chat) :]
+        n = len(chat)
+        if chat_keys == keys[:n]:  # the agent loop: this call's history is the chat so far
+            chat += call[n:]
+            chat_keys += keys[n:]
         else:
             seen = set(chat_keys)
-            new = [(m, k) for m, k in zip(call, keys, strict=True) if k not in seen]
-        chat.extend(m for m, _ in new)
-        chat_keys.extend(k for _, k in new)
+            for m, k in zip(call, keys, strict=True):
+                if k not in seen:
+                    chat.append(m)
+                    chat_keys.append(k)
     return chat
 
 

@@ -53,22 +53,18 @@ _METADATA_PREFIXES = (
     "user.",
     "traceloop.association.properties.",
 )
-_USAGE_DETAILS = {
-    "cache_read_input_tokens": (
-        "gen_ai.usage.cache_read.input_tokens",
-        "gen_ai.usage.cache_read_input_tokens",
-    ),
-    "cache_creation_input_tokens": (
-        "gen_ai.usage.cache_creation.input_tokens",
-        "gen_ai.usage.cache_write.input_tokens",
-        "gen_ai.usage.cache_creation_input_tokens",
-    ),
-    "reasoning_tokens": (
-        "gen_ai.usage.reasoning.output_tokens",
-        "gen_ai.usage.reasoning_tokens",
-    ),
-}
-"""Optional usage details: Trackio's key → the attribute names that have carried it."""
+_USAGE_DETAILS = (
+    ("cache_read_input_tokens", "gen_ai.usage.cache_read.input_tokens"),
+    ("cache_read_input_tokens", "gen_ai.usage.cache_read_input_tokens"),
+    ("cache_creation_input_tokens", "gen_ai.usage.cache_creation.input_tokens"),
+    ("cache_creation_input_tokens", "gen_ai.usage.cache_write.input_tokens"),
+    ("cache_creation_input_tokens", "gen_ai.usage.cache_creation_input_tokens"),
+    ("reasoning_tokens", "gen_ai.usage.reasoning.output_tokens"),
+    ("reasoning_tokens", "gen_ai.usage.reasoning_tokens"),
+)
+"""Optional usage details: (Trackio's key, an attribute name that has carried it); of the
+names for one key, the first one set wins. Flat, so most spans (which set none) cost one
+lookup per name."""
 _SPAN_KINDS = ("unspecified", "internal", "server", "client", "producer", "consumer")
 
 
@@ -77,7 +73,7 @@ def detect(attrs: dict[str, Any]) -> bool:
     pre-1.37 ``gen_ai.system`` (a manual ``execute_tool`` span) is this form too; spans that
     do carry ``gen_ai.system`` fall through to OpenLLMetry's flattened form, then
     ``genai_legacy``."""
-    return any(name in attrs for name in _DETECT) or (
+    return not attrs.keys().isdisjoint(_DETECT) or (
         semconv.GEN_AI_OPERATION_NAME in attrs and semconv.GEN_AI_SYSTEM not in attrs
     )
 
@@ -132,25 +128,29 @@ def usage_from(a: dict[str, Any]) -> dict[str, int] | None:
     usage["total_tokens"] = int(
         a.get("gen_ai.usage.total_tokens") or usage["input_tokens"] + usage["output_tokens"]
     )
-    for key, names in _USAGE_DETAILS.items():
-        value = _first(a, *names)
-        if value is not None:
+    for key, name in _USAGE_DETAILS:
+        value = a.get(name)
+        if value is not None and key not in usage:
             usage[key] = int(value)
     return usage
 
 
-def metadata(span: Span) -> dict[str, Any]:
-    """Every non-content ``gen_ai.*`` attribute, plus where the span came from.
+def _is_metadata(key: str) -> bool:
+    """The cheap prefix tests go first; the flattened-content regex only sees keys that
+    could match it."""
+    return (
+        key.startswith(_METADATA_PREFIXES)
+        and key not in CONTENT_ATTRIBUTES
+        and not (key.startswith(_FLAT_CONTENT_PREFIXES) and _FLAT_CONTENT.match(key))
+    )
 
-    Runs for every attribute of most spans, so the cheap prefix tests go first and the
-    flattened-content regex only sees keys that could match it."""
-    meta: dict[str, Any] = {
-        k: val
-        for k, val in span.attributes.items()
-        if k.startswith(_METADATA_PREFIXES)
-        and k not in CONTENT_ATTRIBUTES
-        and not (k.startswith(_FLAT_CONTENT_PREFIXES) and _FLAT_CONTENT.match(k))
-    }
+
+_METADATA = pdata.KeyFilter(_is_metadata)
+
+
+def metadata(span: Span) -> dict[str, Any]:
+    """Every non-content ``gen_ai.*`` attribute, plus where the span came from."""
+    meta = _METADATA.pick(span.attributes)
     meta["otel_kind"] = _SPAN_KINDS[span.kind] if 0 <= span.kind < len(_SPAN_KINDS) else span.kind
     meta["scope"] = span.scope_name
     return meta

@@ -7,11 +7,12 @@ in OpenAI's shape whatever convention carried them.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from trackio_otel.translate import pdata
+
 Message = dict[str, Any]
-_TEXT = json.JSONEncoder(ensure_ascii=False)
+_TEXT = pdata.json_encoder(ensure_ascii=False)
 """``json.dumps(..., ensure_ascii=False)`` without building an encoder per call."""
 REDACTED = "__REDACTED__"
 """OpenInference's stand-in for content it was told not to capture."""
@@ -21,13 +22,13 @@ def arguments_text(arguments: Any) -> str:
     """OpenAI carries tool arguments as a JSON string; OTel's latest form as an object."""
     if arguments is None:
         return ""
-    return arguments if isinstance(arguments, str) else _TEXT.encode(arguments)
+    return arguments if isinstance(arguments, str) else _TEXT(arguments)
 
 
 def content_text(value: Any) -> Any:
     if value is None or isinstance(value, str):
         return value
-    return _TEXT.encode(value)
+    return _TEXT(value)
 
 
 def tool_call(call_id: Any, name: Any, arguments: Any) -> dict[str, Any]:
@@ -79,7 +80,7 @@ def from_parts(messages: Any) -> list[Message]:
             elif kind in ("blob", "uri", "file"):
                 items.append(media_item(part))
             else:
-                items.append({"type": "text", "text": _TEXT.encode(part)})
+                items.append({"type": "text", "text": _TEXT(part)})
         if texts or calls or reasoning or len(items) > len(texts) or not results:
             msg: Message = {"role": role, "content": _content(texts, items)}
             if calls:
@@ -132,7 +133,7 @@ def from_openai(messages: Any) -> list[Message]:
     return [dict(m) for m in messages if isinstance(m, dict)] if isinstance(messages, list) else []
 
 
-_KEY_ENCODER = json.JSONEncoder(sort_keys=True, ensure_ascii=False, default=str)
+_KEY_JSON = pdata.json_encoder(sort_keys=True, ensure_ascii=False, default=str)
 
 
 def key(message: Message) -> tuple[str | None, str]:
@@ -148,7 +149,7 @@ def key(message: Message) -> tuple[str | None, str]:
         message.get("tool_call_id"),
         message.get("tool_calls"),
     ]
-    return text, _KEY_ENCODER.encode(rest)
+    return text, _KEY_JSON(rest)
 
 
 def captured(value: Any) -> Any:

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from trackio_otel.translate import pdata
 from trackio_otel.translate.model import Span
 
 if TYPE_CHECKING:
     from trackio_otel.translate.conventions import SpanView
 
+_TRACKIO = pdata.KeyFilter(lambda key: key.startswith("trackio."))
+
 
 def fill(v: SpanView, span: Span) -> None:
-    v.trackio = {k: val for k, val in span.attributes.items() if k.startswith("trackio.")}
-    v.metadata.update(v.trackio)
+    v.trackio = _TRACKIO.pick(span.attributes)
+    if v.trackio:
+        v.metadata.update(v.trackio)
