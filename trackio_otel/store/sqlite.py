@@ -45,12 +45,16 @@ log = logging.getLogger(__name__)
 BUSY_TIMEOUT_S = 30.0
 LOCK_TIMEOUT_S = 30.0
 SQL_IN_CHUNK = 500
-CHECKPOINT_INTERVAL_S = 1.0
+CHECKPOINT_INTERVAL_S = 0.1
+"""How often a background thread copies committed WAL pages into the database, with no
+lock held. A busy collector appends ~100 MB/s to the WAL: checkpointing every second left
+most of that copy to the backstop below, which runs inside a commit with the project's
+lock held (measured: 4-5% lower throughput than every 0.1 s)."""
 WAL_AUTOCHECKPOINT_PAGES = 8_192
 """32 MB at 4 KiB pages. SQLite's default (1,000 pages) makes nearly every commit of a busy
-collector copy the WAL into the database and fsync, with the project's lock held; a
-background thread checkpoints every second instead, and this is the backstop that lets
-the WAL restart from its beginning (it only finishes with no other writer appending)."""
+collector copy the WAL into the database and fsync, with the project's lock held. This is
+the backstop that lets the WAL restart from its beginning (a checkpoint only finishes with
+no other writer appending); the background thread leaves it little to copy."""
 _DATA_URL = re.compile(r'"data:', re.IGNORECASE)
 """How every string ``with_media`` may turn into a file starts, once JSON-encoded."""
 
@@ -132,6 +136,8 @@ class _Project:
     lock_path: Path
     runs: dict[str, str] = field(default_factory=dict)
     """run_id → hash of the config row written for it (rows this process already wrote)."""
+    uncheckpointed: bool = False
+    """Committed since the last background checkpoint (an idle project costs nothing)."""
 
 
 @dataclass(slots=True)
@@ -193,6 +199,7 @@ class SQLiteStore:
         with _flock(p.lock_path), p.writer.begin() as conn:
             _commit(conn, p, prepared, pending_runs)
         p.runs.update(pending_runs)  # only once committed
+        p.uncheckpointed = True
 
     def close(self) -> None:
         self._closed.set()
@@ -233,10 +240,18 @@ class SQLiteStore:
             with self._lock:
                 projects = list(self._projects.values())
             for p in projects:
+                if not p.uncheckpointed:
+                    continue
+                p.uncheckpointed = False  # before: a commit from now on is seen next round
                 conn = p.reader.raw_connection()
                 try:
-                    conn.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    _, frames, copied = conn.driver_connection.execute(
+                        "PRAGMA wal_checkpoint(PASSIVE)"
+                    ).fetchone()
+                    if copied < frames:  # a writer appended meanwhile: go on next round
+                        p.uncheckpointed = True
                 except Exception as exc:  # the next round retries; commits are unaffected
+                    p.uncheckpointed = True
                     log.debug("checkpoint failed: %s", exc)
                 finally:
                     conn.close()

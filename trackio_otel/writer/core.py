@@ -9,7 +9,6 @@ does it answer, so an answer of success always means the data is on disk.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -24,7 +23,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from sqlalchemy.exc import OperationalError
 
-from trackio_otel.store.sqlite import Prepared, SQLiteStore
+from trackio_otel.store.sqlite import SQLiteStore
 from trackio_otel.translate import logs, metrics, spans
 from trackio_otel.translate.model import Batch
 
@@ -87,44 +86,20 @@ class Inbox:
 def serve(store: SQLiteStore, inbox: Inbox, answer: Callable[[int, Reply], None]) -> None:
     """Commit and answer until the inbox is closed and drained.
 
-    Two stages on two threads: while one group commits (SQLite and lock waits, which
-    release the GIL) the next is decoded and assembled. At most two groups exist at once,
-    which bounds the writer's memory."""
-    prepared: queue.SimpleQueue[_Group | None] = queue.SimpleQueue()
-    room = threading.Semaphore(2)
-
-    def commit_stage() -> None:
-        while (group := prepared.get()) is not None:
-            for request, reply in commit(store, group):
-                answer(request.id, reply)
-            del group  # its records are garbage now, before the next group is prepared
-            room.release()
-
-    committer = threading.Thread(target=commit_stage, name="trackio-otel-commit", daemon=True)
-    committer.start()
-    try:
-        while True:
-            room.acquire()  # released once the committer is done with a group
-            requests = inbox.take(MAX_COMMIT_BYTES)
-            if not requests:  # closed and drained
-                break
-            prepared.put(prepare(store, requests))
-    finally:
-        prepared.put(None)
-        committer.join()
+    One thread, one group at a time. Preparing the next group on a second thread while
+    this one commits was measured slower: the threads compete for the GIL, SQLite's
+    inserts release it on every row and wait to get it back, and so the commit, with the
+    project's lock held (which serialises all writers), took 2-3x as long. Writers overlap
+    across processes instead: while one commits, the others prepare."""
+    while requests := inbox.take(MAX_COMMIT_BYTES):
+        for request, reply in write(store, requests):
+            answer(request.id, reply)
 
 
-@dataclass
-class _Group:
-    """Requests taken together: those that could not be decoded (already answered), and
-    the rest with their records, prepared for one commit (or why preparing failed)."""
-
-    answered: list[tuple[Request, Reply]]
-    decoded: list[tuple[Request, Batch]]
-    prepared: list[Prepared] | Exception
-
-
-def prepare(store: SQLiteStore, requests: list[Request]) -> _Group:
+def write(store: SQLiteStore, requests: list[Request]) -> list[tuple[Request, Reply]]:
+    """Decode every request and commit them together, one transaction per project. If that
+    fails, write them one by one so a bad request cannot fail the others (writes are
+    idempotent, so redoing a part already committed is safe)."""
     answered: list[tuple[Request, Reply]] = []
     decoded: list[tuple[Request, Batch]] = []
     for request in requests:
@@ -143,26 +118,13 @@ def prepare(store: SQLiteStore, requests: list[Request]) -> _Group:
     for _, batch in decoded:
         merged.extend(batch)
     try:
-        return _Group(answered, decoded, store.prepare(merged))
+        store.write(merged)
     except Exception as exc:
-        return _Group(answered, decoded, exc)
-
-
-def commit(store: SQLiteStore, group: _Group) -> list[tuple[Request, Reply]]:
-    """Commit the group in one transaction per project. If that fails, write its requests
-    one by one so a bad request cannot fail the others (writes are idempotent, so redoing
-    a part already committed is safe)."""
-    try:
-        if isinstance(group.prepared, Exception):
-            raise group.prepared
-        for part in group.prepared:
-            store.commit(part)
-    except Exception as exc:
-        if len(group.decoded) == 1:
-            request, batch = group.decoded[0]
-            return [*group.answered, (request, _failure(exc, batch))]
-        return [*group.answered, *(_write_alone(store, r, b) for r, b in group.decoded)]
-    return [*group.answered, *((r, _reply(b)) for r, b in group.decoded)]
+        if len(decoded) == 1:
+            request, batch = decoded[0]
+            return [*answered, (request, _failure(exc, batch))]
+        return [*answered, *(_write_alone(store, r, b) for r, b in decoded)]
+    return [*answered, *((r, _reply(b)) for r, b in decoded)]
 
 
 def _write_alone(store: SQLiteStore, request: Request, batch: Batch) -> tuple[Request, Reply]:
