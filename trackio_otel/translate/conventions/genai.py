@@ -53,18 +53,22 @@ _METADATA_PREFIXES = (
     "user.",
     "traceloop.association.properties.",
 )
-_USAGE_DETAILS = (
-    ("cache_read_input_tokens", "gen_ai.usage.cache_read.input_tokens"),
-    ("cache_read_input_tokens", "gen_ai.usage.cache_read_input_tokens"),
-    ("cache_creation_input_tokens", "gen_ai.usage.cache_creation.input_tokens"),
-    ("cache_creation_input_tokens", "gen_ai.usage.cache_write.input_tokens"),
-    ("cache_creation_input_tokens", "gen_ai.usage.cache_creation_input_tokens"),
-    ("reasoning_tokens", "gen_ai.usage.reasoning.output_tokens"),
-    ("reasoning_tokens", "gen_ai.usage.reasoning_tokens"),
-)
-"""Optional usage details: (Trackio's key, an attribute name that has carried it); of the
-names for one key, the first one set wins. Flat, so most spans (which set none) cost one
-lookup per name."""
+_USAGE_DETAILS = {
+    "cache_read_input_tokens": (
+        "gen_ai.usage.cache_read.input_tokens",
+        "gen_ai.usage.cache_read_input_tokens",
+    ),
+    "cache_creation_input_tokens": (
+        "gen_ai.usage.cache_creation.input_tokens",
+        "gen_ai.usage.cache_write.input_tokens",
+        "gen_ai.usage.cache_creation_input_tokens",
+    ),
+    "reasoning_tokens": (
+        "gen_ai.usage.reasoning.output_tokens",
+        "gen_ai.usage.reasoning_tokens",
+    ),
+}
+"""Optional usage details: Trackio's key → the attribute names that have carried it."""
 _SPAN_KINDS = ("unspecified", "internal", "server", "client", "producer", "consumer")
 
 
@@ -128,9 +132,9 @@ def usage_from(a: dict[str, Any]) -> dict[str, int] | None:
     usage["total_tokens"] = int(
         a.get("gen_ai.usage.total_tokens") or usage["input_tokens"] + usage["output_tokens"]
     )
-    for key, name in _USAGE_DETAILS:
-        value = a.get(name)
-        if value is not None and key not in usage:
+    for key, names in _USAGE_DETAILS.items():
+        value = _first(a, *names)
+        if value is not None:
             usage[key] = int(value)
     return usage
 
