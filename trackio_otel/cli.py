@@ -10,7 +10,7 @@ import threading
 from pathlib import Path
 
 from trackio_otel.collector import MIB, Collector, CollectorConfig
-from trackio_otel.store.sqlite import default_trackio_dir
+from trackio_otel.store import default_trackio_dir
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from trackio_otel.collector.pipeline import Pipeline, Stats
 from trackio_otel.collector.receiver import Receiver
-from trackio_otel.store.sqlite import default_trackio_dir
+from trackio_otel.store import default_trackio_dir
 from trackio_otel.writer import WriterPool, default_processes
 
 log = logging.getLogger("trackio_otel.collector")

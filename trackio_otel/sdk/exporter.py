@@ -36,7 +36,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from trackio_otel import semconv
-from trackio_otel.store.sqlite import default_trackio_dir
+from trackio_otel.store import default_trackio_dir
 from trackio_otel.writer import Result, WriterPool
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,6 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
-from trackio_otel.store.sqlite import SQLiteStore
 from trackio_otel.writer import protocol
 from trackio_otel.writer.core import Inbox, Reply, Request, serve
 
@@ -165,6 +164,10 @@ class _ThreadWriter(_Writer):
 
     def __init__(self, trackio_dir: Path) -> None:
         super().__init__()
+        # Imported here: with writer processes, this process never opens the database, and
+        # SQLAlchemy alone adds ~15 MB to it (the collector's receiver, a training process).
+        from trackio_otel.store.sqlite import SQLiteStore
+
         self._store = SQLiteStore(trackio_dir)
         self._inbox = Inbox()
         self._thread = threading.Thread(
