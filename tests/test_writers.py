@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +19,6 @@ from pathlib import Path
 import grpc
 import pytest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
 
 from tests.conftest import AGENT_ROLES, load_fixture, traces_of
@@ -33,7 +34,6 @@ from trackio_otel.collector import Collector, CollectorConfig
 from trackio_otel.store import sqlite as sqlite_store
 from trackio_otel.store.sqlite import SQLiteStore
 from trackio_otel.translate import spans
-from trackio_otel.writer.core import Inbox, Request, write
 
 
 @pytest.mark.parametrize("commit_order", ["children first", "root first"])
@@ -43,17 +43,23 @@ def test_a_trace_prepared_by_two_writers_at_once_is_stored_whole(
     """Both writers assemble from the same empty snapshot; whichever commits second sees
     the other's spans arrived meanwhile and assembles the trace again."""
     traces, _ = load_fixture("new_span_only", project)
-    root = next(s for s in all_spans(traces) if not s.parent_span_id)
+    root = next(
+        s
+        for rs in traces.resource_spans
+        for ss in rs.scope_spans
+        for s in ss.spans
+        if not s.parent_span_id
+    )
     children, late_root = split_root(traces, root.trace_id)
     writer_a, writer_b = SQLiteStore(trackio_dir), SQLiteStore(trackio_dir)
     (a,) = writer_a.prepare(spans.from_request(children))
     (b,) = writer_b.prepare(spans.from_request(late_root))
     if commit_order == "children first":
-        writer_a.commit([a])
-        writer_b.commit([b])
+        writer_a.commit(a)
+        writer_b.commit(b)
     else:
-        writer_b.commit([b])
-        writer_a.commit([a])
+        writer_b.commit(b)
+        writer_a.commit(a)
     writer_a.close()
     writer_b.close()
 
@@ -63,54 +69,6 @@ def test_a_trace_prepared_by_two_writers_at_once_is_stored_whole(
     assert trace["key"] == root.name
     assert [m["role"] for m in trace["messages"]] == AGENT_ROLES
     assert [s["parent_id"] for s in trace["spans"]].count(None) == 1
-
-
-def test_requests_queued_while_the_lock_is_busy_join_the_same_commit(trackio_dir, project):
-    """A writer that finds the project's lock held (here by Trackio) prepares the requests
-    queued behind its own instead of sleeping, and commits them with it: a trace's late
-    root completes the trace its children started (one row, every span), and a request
-    for another project is committed too."""
-    traces, _ = load_fixture("new_span_only", project)
-    root = next(s for s in all_spans(traces) if not s.parent_span_id)
-    children, late_root = split_root(traces, root.trace_id)
-    elsewhere = new_span("elsewhere")
-    inbox = Inbox()
-    inbox.put(Request(2, "traces", late_root.SerializeToString()))
-    other = trace_request(f"{project}-other", elsewhere).SerializeToString()
-    inbox.put(Request(3, "traces", other))
-    store = SQLiteStore(trackio_dir)
-    opened = ExportTraceServiceRequest()  # an earlier request of the same run: the db exists
-    opened.resource_spans.add(resource=traces.resource_spans[0].resource).scope_spans.add(
-        spans=[new_span("before")]
-    )
-    store.write(spans.from_request(opened))
-    answers: list[tuple[Request, dict]] = []
-    with trackio_lock(trackio_dir, project):
-        first = Request(1, "traces", children.SerializeToString())
-        writer = threading.Thread(target=lambda: answers.extend(write(store, [first], inbox)))
-        writer.start()
-        wait_until(lambda: len(inbox) == 0, "the queued requests to join")
-        assert not answers  # nothing is answered before it is committed
-    writer.join(30)
-    store.close()
-
-    assert sorted(r.id for r, reply in answers if "error" not in reply) == [1, 2, 3]
-    (trace,) = [t for t in traces_of(project) if t["id"] == root.trace_id.hex()]
-    assert len(trace["spans"]) == sum(s.trace_id == root.trace_id for s in all_spans(traces))
-    assert [s["parent_id"] for s in trace["spans"]].count(None) == 1
-    assert stored_span_ids(f"{project}-other", trackio_dir) == {elsewhere.span_id.hex()}
-
-
-def test_inbox_take_without_waiting_stays_within_its_byte_budget():
-    inbox = Inbox()
-    assert inbox.take(100, wait=False) == []
-    inbox.put(big := Request(1, "traces", b"x" * 10))
-    assert inbox.take(5, wait=False) == []  # a group that is being committed takes no more
-    assert inbox.take(5) == [big]  # a new group always takes at least one
-
-
-def all_spans(request) -> list[PbSpan]:
-    return [s for rs in request.resource_spans for ss in rs.scope_spans for s in ss.spans]
 
 
 def writers(trackio_dir: Path, n: int) -> Collector:
@@ -232,3 +190,13 @@ def test_a_lock_held_past_the_timeout_is_unavailable_and_the_retry_lands(
         assert span.span_id.hex() not in stored_span_ids(project, trackio_dir)
         stub.Export(trace_request(project, span), timeout=60)
     assert span.span_id.hex() in stored_span_ids(project, trackio_dir)
+
+
+def test_processes_that_never_open_the_database_do_not_import_sqlalchemy():
+    """The collector's receiver and a training process using the SDK hand requests to
+    writer processes; SQLAlchemy would add ~15 MB to each for nothing."""
+    check = (
+        "import sys, trackio_otel.cli, trackio_otel.sdk, trackio_otel.sdk.exporter;"
+        "assert 'sqlalchemy' not in sys.modules, sorted(m for m in sys.modules if 'sqlal' in m)"
+    )
+    subprocess.run([sys.executable, "-c", check], check=True, timeout=120)

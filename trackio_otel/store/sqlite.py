@@ -23,7 +23,7 @@ import re
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -56,11 +56,6 @@ WAL_AUTOCHECKPOINT_PAGES = 8_192
 collector copy the WAL into the database and fsync, with the project's lock held. This is
 the backstop that lets the WAL restart from its beginning (a checkpoint only finishes with
 no other writer appending); the background thread leaves it little to copy."""
-CACHE_KIB = 16_000
-"""SQLite's page cache per connection. One 512-span request dirties ~7 MB of pages (random
-trace ids put index inserts on pages all over the file); when a transaction outgrows the
-cache, SQLite spills dirty pages into the WAL before the commit and writes some of them
-twice (measured: 4 MB 4-5% slower than 16 MB; 32 and 64 MB no faster)."""
 _DATA_URL = re.compile(r'"data:', re.IGNORECASE)
 """How every string ``with_media`` may turn into a file starts, once JSON-encoded."""
 
@@ -181,7 +176,8 @@ class SQLiteStore:
 
     def write(self, batch: Batch) -> None:
         """Commit the whole batch; raises (and commits nothing for that project) on failure."""
-        self.commit(self.prepare(batch))
+        for prepared in self.prepare(batch):
+            self.commit(prepared)
 
     def prepare(self, batch: Batch) -> list[Prepared]:
         """Phase 1, one per project: rows and assembled traces, with no lock held."""
@@ -190,31 +186,14 @@ class SQLiteStore:
                 _prepare(self._project(name), part) for name, part in batch.by_project().items()
             ]
 
-    def commit(
-        self, parts: list[Prepared], more: Callable[[], list[Prepared]] | None = None
-    ) -> None:
-        """Phase 2: per project, one transaction under its lock for all of its parts.
-
-        While a lock is busy, ``more()`` may prepare further parts (the caller's next
-        requests); they join this commit. A writer that would otherwise sleep on the lock
-        does the next request's CPU work instead, and commits both at once."""
-        queue = list(parts)
-
-        def while_waiting() -> bool:
-            new = more() if more else []
-            queue.extend(new)
-            return bool(new)
-
-        while queue:
-            p = queue[0].project
-            pending_runs: dict[str, str] = {}
-            with _unavailable(), _flock(p.lock_path, while_waiting), p.writer.begin() as conn:
-                mine = [part for part in queue if part.project is p]
-                queue = [part for part in queue if part.project is not p]
-                for part in mine:  # a later part sees the earlier ones' rows: stale traces redo
-                    _commit(conn, p, part, pending_runs)
-            p.runs.update(pending_runs)  # only once committed
-            p.uncheckpointed = True
+    def commit(self, prepared: Prepared) -> None:
+        """Phase 2: one transaction under the project's lock."""
+        p = prepared.project
+        pending_runs: dict[str, str] = {}
+        with _unavailable(), _flock(p.lock_path), p.writer.begin() as conn:
+            _commit(conn, p, prepared, pending_runs)
+        p.runs.update(pending_runs)  # only once committed
+        p.uncheckpointed = True
 
     def close(self) -> None:
         self._closed.set()
@@ -289,7 +268,7 @@ def _configure_connection(dbapi_conn: Any, _record: Any) -> None:
         "synchronous = NORMAL",
         f"busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}",
         "temp_store = MEMORY",
-        f"cache_size = -{CACHE_KIB}",
+        "cache_size = -4000",
         f"wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}",
     ):
         cur.execute(f"PRAGMA {pragma}")
@@ -306,9 +285,8 @@ def _unavailable() -> Iterator[None]:
 
 
 @contextmanager
-def _flock(path: Path, while_waiting: Callable[[], bool] | None = None) -> Iterator[None]:
-    """Trackio's cross-process ProcessLock: an exclusive flock on ``<project>.lock``.
-    While it is busy, ``while_waiting()`` may do other work (True: it did, try again now)."""
+def _flock(path: Path) -> Iterator[None]:
+    """Trackio's cross-process ProcessLock: an exclusive flock on ``<project>.lock``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as handle:
         deadline = time.monotonic() + LOCK_TIMEOUT_S
@@ -321,8 +299,7 @@ def _flock(path: Path, while_waiting: Callable[[], bool] | None = None) -> Itera
                     raise TimeoutError(
                         f"could not lock {path} within {LOCK_TIMEOUT_S:.0f}s"
                     ) from None
-                if not (while_waiting and while_waiting()):
-                    time.sleep(0.002)
+                time.sleep(0.002)
         try:
             yield
         finally:
@@ -457,7 +434,7 @@ def _ensure_runs(conn: Connection, p: _Project, batch: Batch, pending: dict[str,
     for run_id, (run, t) in first_seen.items():
         config = {**run.config, "_Group": run.group}
         config_hash = digest(pdata.dumps(config))
-        if config_hash in (p.runs.get(run_id), pending.get(run_id)):  # written already
+        if p.runs.get(run_id) == config_hash:
             continue
         created = pdata.iso(t)
         _METRICS.run(conn, [rows.run_start_row(run, created)])

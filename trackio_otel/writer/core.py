@@ -27,7 +27,7 @@ from trackio_otel.translate import logs, metrics, spans
 from trackio_otel.translate.model import Batch
 
 if TYPE_CHECKING:  # the receiver process imports this module but never opens a database
-    from trackio_otel.store.sqlite import Prepared, SQLiteStore
+    from trackio_otel.store.sqlite import SQLiteStore
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +61,6 @@ class Inbox:
     _cond: threading.Condition = field(default_factory=threading.Condition)
     _closed: bool = False
 
-    def __len__(self) -> int:
-        """Requests waiting."""
-        with self._cond:
-            return len(self._items)
-
     def put(self, request: Request) -> None:
         with self._cond:
             self._items.append(request)
@@ -76,17 +71,15 @@ class Inbox:
             self._closed = True
             self._cond.notify()
 
-    def take(self, max_bytes: int, wait: bool = True) -> list[Request]:
-        """The oldest requests up to ``max_bytes``. ``wait``: block for work and return at
-        least one request ([] once closed and empty); else return at once, maybe []."""
+    def take(self, max_bytes: int) -> list[Request]:
+        """Block for work; return the oldest requests up to ``max_bytes`` ([] once closed
+        and empty)."""
         with self._cond:
-            while wait and not self._items and not self._closed:
+            while not self._items and not self._closed:
                 self._cond.wait()
             taken: list[Request] = []
             size = 0
-            while self._items and (
-                size + len(self._items[0].payload) <= max_bytes or (wait and not taken)
-            ):
+            while self._items and (not taken or size + len(self._items[0].payload) <= max_bytes):
                 taken.append(self._items.popleft())
                 size += len(taken[-1].payload)
             return taken
@@ -99,64 +92,41 @@ def serve(store: SQLiteStore, inbox: Inbox, answer: Callable[[int, Reply], None]
     this one commits was measured slower: the threads compete for the GIL, SQLite's
     inserts release it on every row and wait to get it back, and so the commit, with the
     project's lock held (which serialises all writers), took 2-3x as long. Writers overlap
-    across processes instead: while one commits, the others prepare, and a writer that
-    finds the lock busy prepares its next requests into the same commit."""
+    across processes instead: while one commits, the others prepare."""
     while requests := inbox.take(MAX_COMMIT_BYTES):
-        for request, reply in write(store, requests, inbox):
+        for request, reply in write(store, requests):
             answer(request.id, reply)
 
 
-def write(
-    store: SQLiteStore, requests: list[Request], inbox: Inbox | None = None
-) -> list[tuple[Request, Reply]]:
-    """Decode every request and commit them together, one transaction per project; while
-    the lock is busy, requests waiting in ``inbox`` join in. If the commit fails, write
-    them one by one so a bad request cannot fail the others (writes are idempotent, so
-    redoing a part already committed is safe)."""
-    group = _Group(store)
-
-    def more() -> list[Prepared]:
-        extra = inbox.take(MAX_COMMIT_BYTES - group.size, wait=False) if inbox else []
-        return group.add(extra) if extra else []
-
+def write(store: SQLiteStore, requests: list[Request]) -> list[tuple[Request, Reply]]:
+    """Decode every request and commit them together, one transaction per project. If that
+    fails, write them one by one so a bad request cannot fail the others (writes are
+    idempotent, so redoing a part already committed is safe)."""
+    answered: list[tuple[Request, Reply]] = []
+    decoded: list[tuple[Request, Batch]] = []
+    for request in requests:
+        message_type, translate = SIGNALS[request.signal]
+        try:
+            batch = translate(message_type.FromString(request.payload))
+        except DecodeError as exc:
+            name = message_type.DESCRIPTOR.name
+            answered.append((request, _reply(None, "invalid", f"could not decode {name}: {exc}")))
+        except Exception as exc:
+            message = f"could not translate: {type(exc).__name__}: {exc}"
+            answered.append((request, _reply(None, "internal", message)))
+        else:
+            decoded.append((request, batch))
+    merged = Batch()
+    for _, batch in decoded:
+        merged.extend(batch)
     try:
-        store.commit(group.add(requests), more)
+        store.write(merged)
     except Exception as exc:
-        if len(group.decoded) == 1:
-            request, batch = group.decoded[0]
-            return [*group.answered, (request, _failure(exc, batch))]
-        return [*group.answered, *(_write_alone(store, r, b) for r, b in group.decoded)]
-    return [*group.answered, *((r, _reply(b)) for r, b in group.decoded)]
-
-
-class _Group:
-    """Requests committed together: each decoded and prepared as it joins; the ones that
-    cannot be decoded are answered at once."""
-
-    def __init__(self, store: SQLiteStore) -> None:
-        self.store = store
-        self.size = 0
-        self.answered: list[tuple[Request, Reply]] = []
-        self.decoded: list[tuple[Request, Batch]] = []
-
-    def add(self, requests: list[Request]) -> list[Prepared]:
-        merged = Batch()
-        for request in requests:
-            self.size += len(request.payload)
-            message_type, translate = SIGNALS[request.signal]
-            try:
-                batch = translate(message_type.FromString(request.payload))
-            except DecodeError as exc:
-                name = message_type.DESCRIPTOR.name
-                message = f"could not decode {name}: {exc}"
-                self.answered.append((request, _reply(None, "invalid", message)))
-            except Exception as exc:
-                message = f"could not translate: {type(exc).__name__}: {exc}"
-                self.answered.append((request, _reply(None, "internal", message)))
-            else:
-                self.decoded.append((request, batch))
-                merged.extend(batch)
-        return self.store.prepare(merged)
+        if len(decoded) == 1:
+            request, batch = decoded[0]
+            return [*answered, (request, _failure(exc, batch))]
+        return [*answered, *(_write_alone(store, r, b) for r, b in decoded)]
+    return [*answered, *((r, _reply(b)) for r, b in decoded)]
 
 
 def _write_alone(store: SQLiteStore, request: Request, batch: Batch) -> tuple[Request, Reply]:
