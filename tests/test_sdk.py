@@ -13,7 +13,7 @@ import trackio
 from trackio.sqlite_storage import SQLiteStorage
 
 import trackio_otel
-from tests.conftest import only_run, traces_of
+from tests.conftest import only_run, runs, traces_of
 
 CALL = {
     "id": "call_add_1",
@@ -100,6 +100,27 @@ def test_run_steps_and_rollout_land_in_trackio(destination, project):
             )
         )
     assert phases == {"forward": tree["trackio.train.step"], "backward": tree["trackio.train.step"]}
+
+
+def test_two_runs_in_one_process_keep_their_own_data(destination, project):
+    """Runs in one process share its OTel providers, so each run's exporters see the other
+    run's spans and log records too; each must keep only its own."""
+    first = trackio_otel.init(project=project, name="first", gpu=False, **destination)
+    second = trackio_otel.init(project=project, name="second", gpu=False, **destination)
+    for run, loss in ((first, 1.0), (second, 2.0)):
+        run.log({"train/loss": loss})
+        with run.rollout(group=run.name) as r:
+            r.message("user", f"from {run.name}")
+    first.finish()
+    second.finish()
+
+    by_name = {r["name"]: r for r in runs(project)}
+    assert set(by_name) == {"first", "second"}
+    for name, loss in (("first", 1.0), ("second", 2.0)):
+        run = by_name[name]
+        assert [r["train/loss"] for r in scalar_rows(project, run)] == [loss]
+        (trace,) = traces_of(project, run)
+        assert [m["content"] for m in trace["messages"]] == [f"from {name}"]
 
 
 def test_embedded_and_endpoint_together(endpoint, project, tmp_path):

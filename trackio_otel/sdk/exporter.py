@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, wait
 from pathlib import Path
+from typing import Any
 
 from google.protobuf.message import Message
 from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
@@ -65,6 +66,25 @@ def stamp(request: Message, identity: Identity | None) -> None:
 
 def _is_identity(key: str) -> bool:
     return key == semconv.PROJECT or key.startswith("trackio.run.")
+
+
+def own(records: Sequence[Any], identity: Identity | None, attributes: Any) -> list[Any]:
+    """The records this run's exporters keep. Runs in one process share its providers, so
+    every run's processors see every run's records: those carrying another run's
+    ``trackio.run.id`` are dropped (records with none, such as an app's own spans, go to
+    every run)."""
+    run_id = identity.get(semconv.RUN_ID) if identity else None
+    if run_id is None:
+        return list(records)
+    return [r for r in records if attributes(r).get(semconv.RUN_ID, run_id) == run_id]
+
+
+def _span_attributes(span: ReadableSpan) -> Mapping[str, Any]:
+    return span.attributes or {}
+
+
+def _log_attributes(record: ReadableLogRecord) -> Mapping[str, Any]:
+    return record.log_record.attributes or {}
 
 
 class Sink:
@@ -163,7 +183,7 @@ class EmbeddedSpanExporter(_Embedded, SpanExporter):
     """Spans straight into the Trackio directory (no collector, no network)."""
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        ok = self._write("traces", encode_spans(spans))
+        ok = self._write("traces", encode_spans(own(spans, self._identity, _span_attributes)))
         return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
 
 
@@ -171,7 +191,7 @@ class EmbeddedLogExporter(_Embedded, LogRecordExporter):
     """Log records (``trackio.log`` scalars, GenAI events) straight into the Trackio directory."""
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
-        ok = self._write("logs", encode_logs(batch))
+        ok = self._write("logs", encode_logs(own(batch, self._identity, _log_attributes)))
         return LogRecordExportResult.SUCCESS if ok else LogRecordExportResult.FAILURE
 
 
@@ -199,11 +219,13 @@ class _Stamped:
 
 
 class StampedOTLPSpanExporter(_Stamped, OTLPSpanExporter):
-    pass
+    def _translate_data(self, data: Sequence[ReadableSpan]) -> Message:
+        return super()._translate_data(own(data, self._identity, _span_attributes))
 
 
 class StampedOTLPLogExporter(_Stamped, OTLPLogExporter):
-    pass
+    def _translate_data(self, data: Sequence[ReadableLogRecord]) -> Message:
+        return super()._translate_data(own(data, self._identity, _log_attributes))
 
 
 class StampedOTLPMetricExporter(_Stamped, OTLPMetricExporter):

@@ -25,7 +25,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-from trackio_otel import __version__
+from trackio_otel import __version__, semconv
 from trackio_otel.sdk import exporter as ex
 
 SCOPE = "trackio_otel"
@@ -67,7 +67,9 @@ class Telemetry:
     logger: _logs.Logger
     meter_provider: metrics.MeterProvider
     span_attributes: dict[str, str]
-    """Identity attributes for the SDK's own spans when the tracer provider is the app's."""
+    """On the SDK's own spans and log records: the run id (runs in one process share the
+    providers, and each run's exporters keep only its own records, ``exporter.own``), and
+    the whole identity when the providers are the app's (for the app's exporters)."""
     _span_processors: list[BatchSpanProcessor] = field(default_factory=list)
     _log_processors: list[BatchLogRecordProcessor] = field(default_factory=list)
     _own_meter_provider: MeterProvider | None = None
@@ -148,7 +150,7 @@ def setup(attributes: dict[str, Any], identity: dict[str, str], dest: Destinatio
         tracer=tracer_provider.get_tracer(SCOPE, __version__),
         logger=logger_provider.get_logger(SCOPE, __version__),
         meter_provider=meter_provider,
-        span_attributes=dict(identity) if foreign else {},
+        span_attributes=dict(identity) if foreign else {semconv.RUN_ID: identity[semconv.RUN_ID]},
         _span_processors=span_processors,
         _log_processors=log_processors,
         _own_meter_provider=meter_provider,

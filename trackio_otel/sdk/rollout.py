@@ -171,10 +171,11 @@ class Rollout:
             attrs[semconv.GEN_AI_TOOL_CALL_ID] = call_id
         if arguments is not None:
             attrs[semconv.GEN_AI_TOOL_CALL_ARGUMENTS] = _text(arguments)
+        result_text = _text(result)
         if result is not None:
-            attrs[semconv.GEN_AI_TOOL_CALL_RESULT] = _text(result)
+            attrs[semconv.GEN_AI_TOOL_CALL_RESULT] = result_text
         self._child(f"execute_tool {name}", attrs, start_time, end_time, error=error)
-        content = _text(result) if error is None else f"error: {error}"
+        content = result_text if error is None else f"error: {error}"
         self.messages.append({"role": "tool", "tool_call_id": call_id, "content": content})
 
     @fail_open()

@@ -16,6 +16,7 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry._logs import Logger, NoOpLogger, SeverityNumber
 from opentelemetry.metrics import MeterProvider, NoOpMeterProvider
+from opentelemetry.sdk.resources import OTELResourceDetector
 
 from trackio_otel import semconv
 from trackio_otel.sdk import providers
@@ -82,7 +83,7 @@ class Run:
         self._logger().emit(
             event_name=semconv.EVENT_LOG,
             body=body,
-            attributes={semconv.STEP: step},
+            attributes={**self.span_attributes(), semconv.STEP: step},
             severity_number=SeverityNumber.INFO,
         )
 
@@ -164,10 +165,13 @@ def init(
     """Start a run. Data goes straight to the Trackio directory (no server) unless an OTLP
     endpoint is given (``endpoint=`` or ``OTEL_EXPORTER_OTLP_ENDPOINT``); ``embedded=True``
     keeps the direct path beside it. ``gpu=None`` samples process (and GPU, if any) metrics."""
+    env = OTELResourceDetector().detect().attributes  # OTEL_RESOURCE_ATTRIBUTES, decoded
     project = (
         project
-        or _env_resource().get(semconv.PROJECT)
-        or os.environ.get("OTEL_SERVICE_NAME", "default")
+        or env.get(semconv.PROJECT)
+        or os.environ.get("OTEL_SERVICE_NAME")
+        or env.get("service.name")
+        or "default"
     )
     run_id = run_id or uuid.uuid4().hex
     name = name or f"run-{run_id[:8]}"
@@ -206,12 +210,3 @@ def _scalar(value: Any) -> Scalar | None:
 def _disabled() -> Run:
     """A run that records nothing: what a failed ``init`` returns."""
     return Run("", "", "", telemetry=None)
-
-
-def _env_resource() -> dict[str, str]:
-    out = {}
-    for item in os.environ.get("OTEL_RESOURCE_ATTRIBUTES", "").split(","):
-        key, sep, value = item.partition("=")
-        if sep and key.strip():
-            out[key.strip()] = value.strip()
-    return out
