@@ -16,7 +16,7 @@ starts with 8 bytes that differ from trace to trace, as random OTel ids do, so e
 request's inserts land all over every index keyed by trace id (ids that grew with the
 sequence number kept them on a few pages and measured ~10% faster).
 
-    python bench/bench_collector.py            # all phases, about a minute
+    python bench/bench_collector.py            # all phases, about 40 s
     python bench/bench_collector.py --phases a --seconds 5
 """
 

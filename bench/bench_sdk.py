@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-os.environ.setdefault("TRACKIO_DIR", tempfile.mkdtemp(prefix="bench-sdk-"))
+os.environ["TRACKIO_DIR"] = tempfile.mkdtemp(prefix="bench-sdk-")  # counts start from zero
 os.environ.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
 
 from opentelemetry import _logs, trace

@@ -67,7 +67,7 @@ class Collector:
         return self
 
     def stop(self) -> None:
-        """Stop accepting, let in-flight requests commit, drain the queue, close the store."""
+        """Stop accepting, let in-flight requests commit and be answered, stop the writers."""
         if self._stopped.is_set():
             return
         self._stopped.set()

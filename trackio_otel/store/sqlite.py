@@ -2,12 +2,14 @@
 
 A write has two phases so that several writer processes can share one database:
 
-1. *prepare*, with no lock held: build every row and assemble every touched trace from a
-   read snapshot of what is stored for it, noting how many spans and events that was;
+1. *prepare*, with no lock held: build the raw rows and assemble every touched trace from
+   a read snapshot of what is stored for it, noting how many spans and GenAI events that
+   was and the step of its row;
 2. *commit*: one short ``BEGIN IMMEDIATE`` transaction under Trackio's own
    ``<project>.lock`` flock (so Trackio's writer, 10 s flock / 30 s busy limits, never
-   times out beside us). A trace whose stored spans changed since the snapshot (another
-   writer added some) is assembled again inside the transaction; the rest is inserted.
+   times out beside us). A trace whose stored spans or events changed since the snapshot
+   (another writer added some) is assembled again inside the transaction; the rest is
+   inserted, with the run and metric rows.
 
 Every insert is keyed (span ids, log and point uids, ``log_id``), so replaying a batch
 changes nothing.
@@ -62,6 +64,9 @@ finds the background thread has copied nearly everything, and the WAL file (at m
 slower, 131,072 no faster, truncating the file at each restart (``journal_size_limit``
 64 MB) gave most of the gain back. At low rates the WAL restarts after each background
 checkpoint and stays small."""
+GENAI_EVENTS = "gen_ai."
+"""Log events that are part of a trace's conversation (``gen_ai.user.message``, ...); other
+logs of a trace are kept in ``otel_logs`` but do not change its Trackio row."""
 _DATA_URL = re.compile(r'"data:', re.IGNORECASE)
 """How every string ``with_media`` may turn into a file starts, once JSON-encoded."""
 
@@ -320,9 +325,12 @@ def _prepare(p: _Project, batch: Batch) -> Prepared:
         (_LOGS, [rows.log_row(log) for log in batch.logs]),
         (_POINTS, [rows.point_row(pt) for pt in batch.points]),
     ]
-    touched = {s.trace_id for s in batch.spans} | {
-        log.trace_id for log in batch.logs if log.trace_id and log.span_id
-    }
+    genai_logs = [
+        log
+        for log in batch.logs
+        if log.trace_id and log.span_id and log.event_name.startswith(GENAI_EVENTS)
+    ]
+    touched = {s.trace_id for s in batch.spans} | {log.trace_id for log in genai_logs}
     if not touched:
         return Prepared(p, batch, raw, touched, {}, {})
     with p.reader.begin() as conn:  # one snapshot for the counts and the rows they count
@@ -333,9 +341,8 @@ def _prepare(p: _Project, batch: Batch) -> Prepared:
     for s in batch.spans:
         new_spans[s.trace_id].append(s)
     new_logs: dict[str, list[Log]] = defaultdict(list)
-    for log in batch.logs:
-        if log.trace_id in touched and log.event_name.startswith("gen_ai."):
-            new_logs[log.trace_id].append(log)
+    for log in genai_logs:
+        new_logs[log.trace_id].append(log)
     traces = {}
     for trace_id in touched:
         # What is stored wins over a replayed record with the same key, as INSERT OR IGNORE does.
@@ -372,7 +379,7 @@ def _stored(conn: Connection, trace_ids: set[str]) -> dict[str, _Stored]:
         conn, select(sp.c.trace_id, count).group_by(sp.c.trace_id), sp.c.trace_id, trace_ids
     ):
         out[r[0]].spans = r[1]
-    gen_ai = select(lg.c.trace_id, count).where(lg.c.event_name.like("gen_ai.%"))
+    gen_ai = select(lg.c.trace_id, count).where(_is_genai_event(lg.c.event_name))
     for r in _select_in(conn, gen_ai.group_by(lg.c.trace_id), lg.c.trace_id, trace_ids):
         out[r[0]].logs = r[1]
     for r in _select_in(conn, select(tr.c.id, tr.c.step), tr.c.id, trace_ids):
@@ -538,7 +545,7 @@ def _load_logs(conn: Connection, batch: Batch, trace_ids: list[str]) -> dict[str
     if not trace_ids:
         return out
     lg = schema.otel_logs
-    query = select(lg).where(lg.c.event_name.like("gen_ai.%"))
+    query = select(lg).where(_is_genai_event(lg.c.event_name))
     runs = _RunCache(batch)
     for r in _select_in(conn, query, lg.c.trace_id, trace_ids):
         out[r.trace_id].append(
@@ -560,6 +567,11 @@ def _load_logs(conn: Connection, batch: Batch, trace_ids: list[str]) -> dict[str
             )
         )
     return out
+
+
+def _is_genai_event(event_name: Any) -> Any:
+    """SQL for ``event_name.startswith(GENAI_EVENTS)``: GLOB is case-sensitive, LIKE is not."""
+    return event_name.op("GLOB")(GENAI_EVENTS + "*")
 
 
 class _RunCache:

@@ -1,4 +1,4 @@
-"""Writers: where OTLP request bytes become committed Trackio rows, off the caller's process.
+"""Writers: where OTLP request bytes become committed Trackio rows, in writer processes.
 
 Decoding, translation and trace assembly cost far more CPU than SQLite's inserts, and
 Python runs one thread at a time, so the work is spread over writer processes that share
@@ -77,7 +77,10 @@ class WriterPool:
         with self._lock:
             if self._closed:
                 raise WriteError("unavailable", "the writers are shut down")
-            self._fill()
+            try:
+                self._fill()
+            except OSError as exc:  # a writer that died could not be replaced: retry later
+                raise WriteError("unavailable", str(exc)) from exc
             writer = min(self._writers, key=lambda w: w.outstanding)
         # Sent outside the lock: a megabyte into one writer's pipe must not hold up the rest.
         return writer.submit(Request(next(self._ids), signal, payload))
@@ -103,8 +106,13 @@ class WriterPool:
             else _ProcessWriter(self.trackio_dir)
             for _ in range(max(1, self.processes) - len(self._writers))
         ]
-        for w in new:  # started together, waited for together
-            w.wait_ready()
+        try:
+            for w in new:  # started together, waited for together
+                w.wait_ready()
+        except OSError:
+            for w in new:  # none of this round is kept: the next submit tries again
+                w.close()
+            raise
         self._writers += new
 
 

@@ -1,9 +1,10 @@
 """The writer loop: OTLP request bytes in, committed records out, answered one by one.
 
 The same loop runs in a writer process (``python -m trackio_otel.writer``) and, when
-asked for no processes, in threads of the caller's process. It takes everything queued,
-decodes and translates each request, and commits them together (group commit); only then
-does it answer, so an answer of success always means the data is on disk.
+asked for no processes, on a thread of the caller's process. It takes what is queued (up
+to ``MAX_COMMIT_BYTES``), decodes and translates each request, and commits them together
+(group commit); only then does it answer, so an answer of success always means the data
+is on disk.
 """
 
 from __future__ import annotations

@@ -139,13 +139,17 @@ def usage_from(a: dict[str, Any]) -> dict[str, int] | None:
     return usage
 
 
+def is_flat_content(key: str) -> bool:
+    """``gen_ai.prompt.<i>.*`` / ``gen_ai.completion.<i>.*`` (OpenLLMetry's flattened
+    messages). The cheap prefix test goes first: the regex only sees keys that could match."""
+    return key.startswith(_FLAT_CONTENT_PREFIXES) and bool(_FLAT_CONTENT.match(key))
+
+
 def _is_metadata(key: str) -> bool:
-    """The cheap prefix tests go first; the flattened-content regex only sees keys that
-    could match it."""
     return (
         key.startswith(_METADATA_PREFIXES)
         and key not in CONTENT_ATTRIBUTES
-        and not (key.startswith(_FLAT_CONTENT_PREFIXES) and _FLAT_CONTENT.match(key))
+        and not is_flat_content(key)
     )
 
 

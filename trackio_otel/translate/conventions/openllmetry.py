@@ -7,7 +7,6 @@ flattened form is still emitted by many OpenLLMetry instrumentations; its kind c
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Any
 
 from trackio_otel import semconv
@@ -21,13 +20,12 @@ if TYPE_CHECKING:
 
 NAME = "openllmetry"
 REQUEST_TYPE = "llm.request.type"
-FLAT_CONTENT = re.compile(r"^gen_ai\.(prompt|completion)\.\d+\.")
 GENERATION_TYPES = frozenset({"chat", "completion"})
 _NOISE = frozenset({"llm.headers"})
 
 
 def detect(attrs: dict[str, Any]) -> bool:
-    return REQUEST_TYPE in attrs or any(FLAT_CONTENT.match(k) for k in attrs)
+    return REQUEST_TYPE in attrs or any(map(genai.is_flat_content, attrs))
 
 
 def fill(v: SpanView, span: Span, logs: list[Log]) -> None:
@@ -58,12 +56,12 @@ def fill(v: SpanView, span: Span, logs: list[Log]) -> None:
     elif usage:
         v.metadata["aggregate_usage"] = usage
 
-    history = [_message(m) for m in msgs.unflatten(a, "gen_ai.prompt.")]
-    outputs = [_message(m, "assistant") for m in msgs.unflatten(a, "gen_ai.completion.")]
     if v.kind == "tool":
         v.input = pdata.parse_json(a.get("traceloop.entity.input"))
         v.output = pdata.parse_json(a.get("traceloop.entity.output"))
         return
+    history = [_message(m) for m in msgs.unflatten(a, "gen_ai.prompt.")]
+    outputs = [_message(m, "assistant") for m in msgs.unflatten(a, "gen_ai.completion.")]
     v.input = history or None
     v.output = (outputs[0] if len(outputs) == 1 else outputs) if outputs else None
     if v.kind == "generation":
