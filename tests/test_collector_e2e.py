@@ -255,15 +255,18 @@ def test_root_arriving_after_its_children_completes_the_same_trace(endpoint, pro
     with grpc.insecure_channel(endpoint) as channel:
         stub = trace_service_pb2_grpc.TraceServiceStub(channel)
         stub.Export(children)
-        (early,) = [t for t in traces_of(project) if t["id"] == root.trace_id.hex()]
+        (early,) = [
+            t for t in traces_of(project) if t["metadata"]["trace_id"] == root.trace_id.hex()
+        ]
         stub.Export(late_root)
 
     with closing(db(project, trackio_dir)) as conn:
         (count,) = conn.execute(
-            "SELECT COUNT(*) FROM traces WHERE id = ?", (root.trace_id.hex(),)
+            "SELECT COUNT(*) FROM traces WHERE json_extract(metadata, '$.trace_id') = ?",
+            (root.trace_id.hex(),),
         ).fetchone()
     assert count == 1
-    (trace,) = [t for t in traces_of(project) if t["id"] == root.trace_id.hex()]
+    (trace,) = [t for t in traces_of(project) if t["metadata"]["trace_id"] == root.trace_id.hex()]
     assert len(early["spans"]) == len(members) - 1
     assert trace["key"] == "invoke_agent WeatherBot"
     assert trace["step"] == early["step"]  # a late span updates its trace, keeps its place
@@ -396,7 +399,7 @@ def test_trackio_and_the_collector_write_one_project_at_once(
     )
     otel = by_name["otel-run"]
     stored = SQLiteStorage.get_traces(project, "otel-run", run_id=otel["id"])
-    assert {t["id"] for t in stored} == trace_ids
+    assert {t["metadata"]["trace_id"] for t in stored} == trace_ids
     assert all(len(t["spans"]) == 2 for t in stored)
     with closing(db(project, trackio_dir)) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)

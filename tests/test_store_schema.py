@@ -7,6 +7,7 @@ import pytest
 from trackio.sqlite_storage import SQLiteStorage
 
 from tests.conftest import load_fixture
+from trackio_otel import rows
 from trackio_otel.store.sqlite import SQLiteStore
 from trackio_otel.translate import spans
 
@@ -37,7 +38,7 @@ def shape(db: sqlite3.Connection, table: str) -> tuple:
 def ours_and_theirs(trackio_dir, project):
     SQLiteStorage.init_db(f"{project}-native")
     traces, _ = load_fixture("new_span_only", project)
-    SQLiteStore(trackio_dir).write(spans.from_request(traces))
+    rows.write(SQLiteStore(trackio_dir), spans.from_request(traces))
     ours = sqlite3.connect(trackio_dir / f"{project}.db")
     theirs = sqlite3.connect(trackio_dir / f"{project}-native.db")
     yield ours, theirs

@@ -30,6 +30,7 @@ from tests.test_collector_robustness import (
     trackio_lock,
     wait_until,
 )
+from trackio_otel import rows
 from trackio_otel.collector import Collector, CollectorConfig
 from trackio_otel.store import sqlite as sqlite_store
 from trackio_otel.store.sqlite import SQLiteStore
@@ -52,18 +53,18 @@ def test_a_trace_prepared_by_two_writers_at_once_is_stored_whole(
     )
     children, late_root = split_root(traces, root.trace_id)
     writer_a, writer_b = SQLiteStore(trackio_dir), SQLiteStore(trackio_dir)
-    (a,) = writer_a.prepare(spans.from_request(children))
-    (b,) = writer_b.prepare(spans.from_request(late_root))
+    (a,) = rows.prepare(writer_a, spans.from_request(children))
+    (b,) = rows.prepare(writer_b, spans.from_request(late_root))
     if commit_order == "children first":
-        writer_a.commit(a)
-        writer_b.commit(b)
+        a.commit(writer_a)
+        b.commit(writer_b)
     else:
-        writer_b.commit(b)
-        writer_a.commit(a)
+        b.commit(writer_b)
+        a.commit(writer_a)
     writer_a.close()
     writer_b.close()
 
-    (trace,) = [t for t in traces_of(project) if t["id"] == root.trace_id.hex()]
+    (trace,) = [t for t in traces_of(project) if t["metadata"]["trace_id"] == root.trace_id.hex()]
     members = sum(s.trace_id == root.trace_id.hex() for s in a.batch.spans + b.batch.spans)
     assert len(trace["spans"]) == members
     assert trace["key"] == root.name
@@ -118,7 +119,7 @@ def test_split_traces_sent_concurrently_through_several_writers_are_complete(man
         t.join(timeout=120)
 
     assert errors == []
-    shown = {t["id"]: t for t in traces_of(project)}
+    shown = {t["metadata"]["trace_id"]: t for t in traces_of(project)}
     assert len(shown) == len(roots)
     for root, kid in zip(roots, kids, strict=True):
         trace = shown[root.trace_id.hex()]

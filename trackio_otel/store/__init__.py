@@ -1,13 +1,44 @@
-"""Stores: where translated batches become rows. ``sqlite`` writes Trackio's own database.
+"""Stores: where rows are committed. ``sqlite`` writes Trackio's own database.
 
-This module stays light (no SQLAlchemy) because processes that never open a database
-import it: the collector's receiver and the training process that runs the SDK.
+A store knows tables, keys, transactions and locks, and no OpenTelemetry convention: what
+the rows hold is decided upstream (``trackio_otel.rows``), which hands the store one
+``Write`` per project. This module stays light (no SQLAlchemy) because processes that
+never open a database import it: the collector's receiver and the training process that
+runs the SDK.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+Row = dict[str, Any]
+
+
+@dataclass(slots=True)
+class RunRow:
+    """A run to make known to Trackio: its ``configs`` row and first ``metrics`` row."""
+
+    run_id: str
+    run_name: str
+    group: str | None
+    config: dict[str, Any]
+    created: str
+
+
+@dataclass
+class Write:
+    """One project's share of a batch, committed in one transaction: first ``rows``
+    (table → rows; a row whose key is already stored is left as it is), the ``runs``, then
+    ``then(tx, conflicts)`` with the span rows that met a stored span of other content."""
+
+    project: str
+    rows: dict[str, list[Row]] = field(default_factory=dict)
+    runs: list[RunRow] = field(default_factory=list)
+    then: Callable[[Any, list[Row]], None] | None = None
 
 
 class Unavailable(Exception):

@@ -3,7 +3,9 @@
 Trackio's tables, columns and index names match its ``init_db`` exactly, so Trackio's
 idempotent DDL finds nothing to change and ``PRAGMA user_version`` 2 means nothing to
 migrate. The ``otel_*`` tables keep every span, log record and data point with all
-attributes, for SQL; JSON columns are compact JSON text.
+attributes, for SQL; JSON columns are compact JSON text. ``otel_spans.view`` is each
+span's contribution to its Trackio trace (``rows.views``), and ``otel_trace_state`` the
+bookkeeping of incremental trace assembly.
 """
 
 from __future__ import annotations
@@ -185,9 +187,32 @@ otel_spans = Table(
     Column("links", Text, nullable=False),
     Column("trace_state", Text),
     *_origin(),
-    PrimaryKeyConstraint("trace_id", "span_id"),
+    Column("view", Text, nullable=False),
+    PrimaryKeyConstraint("trace_id", "run_id", "span_id"),
     Index("idx_otel_spans_run_start", "run_id", "start_time_unix_nano"),
 )
+SPAN_KEY = ("trace_id", "run_id", "span_id")
+"""A span's key: ``trace_id`` first, so a query by trace id alone uses it too."""
+SPAN_CONTENT = tuple(
+    c.name for c in otel_spans.columns if c.name not in ("view", "start_time", "duration_ms")
+)
+"""What makes two spans under one key the same span (``view`` and the derived columns
+follow from these)."""
+otel_trace_state = Table(
+    "otel_trace_state",
+    metadata,
+    Column("run_id", Text, nullable=False),
+    Column("trace_id", Text, nullable=False),
+    Column("run_name", Text, nullable=False),
+    Column("spans", Integer, nullable=False),
+    Column("built", Integer, nullable=False),
+    Column("root", Boolean, nullable=False),
+    Column("dirty", Boolean, nullable=False),
+    PrimaryKeyConstraint("trace_id", "run_id"),
+    Index("idx_otel_trace_state_dirty", "run_id", sqlite_where=text("dirty")),
+)
+"""Per trace of a run: its stored spans, how many its Trackio row was last built from,
+whether its root arrived, and whether the row lags behind its spans (see ``rows``)."""
 otel_logs = Table(
     "otel_logs",
     metadata,
@@ -203,7 +228,7 @@ otel_logs = Table(
     Column("trace_id", Text),
     Column("span_id", Text),
     *_origin(),
-    Index("idx_otel_logs_trace", "trace_id"),
+    Index("idx_otel_logs_trace", "trace_id", "run_id", "span_id"),
     Index("idx_otel_logs_run_time", "run_id", "timestamp"),
 )
 otel_metric_points = Table(

@@ -1,18 +1,15 @@
 """The SQLite store: a Trackio directory with one database per project.
 
-A write has two phases so that several writer processes can share one database:
+Several writer processes share one database. Each prepares its rows with no lock held
+(``trackio_otel.rows``) and commits a ``Write`` in one short ``BEGIN IMMEDIATE``
+transaction under Trackio's own ``<project>.lock`` flock (so Trackio's writer, 10 s flock /
+30 s busy limits, never times out beside us). Inside it, after the keyed inserts, the
+write's own step runs against a ``Tx``: the few reads and upserts that need the latest
+committed state (other writers' spans of the same trace).
 
-1. *prepare*, with no lock held: build the raw rows and assemble every touched trace from
-   a read snapshot of what is stored for it, noting how many spans and GenAI events that
-   was and the step of its row;
-2. *commit*: one short ``BEGIN IMMEDIATE`` transaction under Trackio's own
-   ``<project>.lock`` flock (so Trackio's writer, 10 s flock / 30 s busy limits, never
-   times out beside us). A trace whose stored spans or events changed since the snapshot
-   (another writer added some) is assembled again inside the transaction; the rest is
-   inserted, with the run and metric rows.
-
-Every insert is keyed (span ids, log and point uids, ``log_id``), so replaying a batch
-changes nothing.
+Every insert is keyed (span keys, log and point uids, ``log_id``), so replaying a batch
+changes nothing; a span whose key is stored with other content is handed back as a
+conflict, never dropped unseen.
 """
 
 from __future__ import annotations
@@ -21,10 +18,8 @@ import fcntl
 import json
 import logging
 import os
-import re
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -32,17 +27,22 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, create_engine, event, func, select
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Table,
+    bindparam,
+    create_engine,
+    event,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.dialects import sqlite
-from sqlalchemy.dialects.sqlite import Insert, insert
+from sqlalchemy.dialects.sqlite import insert
 from sqlalchemy.exc import OperationalError
 
-from trackio_otel.store import Unavailable, rows, schema
-from trackio_otel.translate import pdata
-from trackio_otel.translate.conventions.media import MediaFile
-from trackio_otel.translate.identity import digest
-from trackio_otel.translate.model import Batch, Log, Run, Span
-from trackio_otel.translate.trace import AssembledTrace, assemble, is_training_step, with_media
+from trackio_otel.store import Row, RunRow, Unavailable, Write, schema
 
 log = logging.getLogger(__name__)
 BUSY_TIMEOUT_S = 30.0
@@ -64,70 +64,89 @@ finds the background thread has copied nearly everything, and the WAL file (at m
 slower, 131,072 no faster, truncating the file at each restart (``journal_size_limit``
 64 MB) gave most of the gain back. At low rates the WAL restarts after each background
 checkpoint and stays small."""
-GENAI_EVENTS = "gen_ai."
-"""Log events that are part of a trace's conversation (``gen_ai.user.message``, ...); other
-logs of a trace are kept in ``otel_logs`` but do not change its Trackio row."""
-_DATA_URL = re.compile(r'"data:', re.IGNORECASE)
-"""How every string ``with_media`` may turn into a file starts, once JSON-encoded."""
+
+
+def _span_key(table: Table) -> list[Any]:
+    return [table.c[c] for c in schema.SPAN_KEY]
 
 
 # --- Statements -----------------------------------------------------------------------------
-class _Insert:
-    """One INSERT, compiled once; rows reach the driver as tuples, because SQLAlchemy's
-    per-row parameter handling costs more than SQLite's own insert."""
+class _Statement:
+    """One statement run for many rows, compiled once; rows reach the driver as tuples,
+    because SQLAlchemy's per-row parameter handling costs more than SQLite's own insert."""
 
-    def __init__(self, stmt: Insert, columns: Sequence[str]) -> None:
+    def __init__(self, stmt: Any, columns: Sequence[str]) -> None:
         compiled = stmt.compile(dialect=sqlite.dialect(), column_keys=list(columns))
         self.sql = str(compiled)
         self._params = itemgetter(*(compiled.positiontup or ()))  # a row's values, in order
 
-    def run(self, conn: Connection, items: Iterable[dict[str, Any]]) -> None:
+    def run(self, conn: Connection, items: Iterable[Row]) -> int:
+        """Rows changed (inserted or updated)."""
         params = [self._params(row) for row in items]
-        if params:
-            conn.exec_driver_sql(self.sql, params)
+        if not params:
+            return 0
+        return conn.exec_driver_sql(self.sql, params).rowcount
 
 
-def _ignore(table: Table, columns: Sequence[str] | None = None) -> _Insert:
+def _ignore(table: Table, columns: Sequence[str] | None = None) -> _Statement:
     """Keyed insert: a row already there (a replayed record) is left as it is."""
-    return _Insert(insert(table).on_conflict_do_nothing(), columns or table.columns.keys())
+    return _Statement(insert(table).on_conflict_do_nothing(), columns or table.columns.keys())
 
 
 def _upsert(
-    table: Table, columns: Sequence[str], key: str, update: Sequence[str], where: Any = None
-) -> _Insert:
+    table: Table, columns: Sequence[str], key: list[str], update: Sequence[str], where: Any = None
+) -> _Statement:
     """Insert, or on ``key`` conflict overwrite ``update`` (``where``: a partial index's)."""
     stmt = insert(table)
-    return _Insert(
+    return _Statement(
         stmt.on_conflict_do_update(
-            index_elements=[key], index_where=where, set_={c: stmt.excluded[c] for c in update}
+            index_elements=key, index_where=where, set_={c: stmt.excluded[c] for c in update}
         ),
         columns,
     )
 
 
 _SCALARS = ["run_id", "run_name", "timestamp", "metrics", "log_id"]
-_RESOURCES = _ignore(schema.otel_resources)
-_SPANS = _ignore(schema.otel_spans)
-_LOGS = _ignore(schema.otel_logs)
-_POINTS = _ignore(schema.otel_metric_points)
 _METRICS = _ignore(schema.metrics, [*_SCALARS, "step"])
-_SYSTEM_METRICS = _ignore(schema.system_metrics, _SCALARS)
-_TRACES = _upsert(
-    schema.traces,
-    schema.traces.columns.keys(),
-    key="id",
-    update=[
-        *("run_id", "run_name", "timestamp", "step", "key"),
-        *("messages", "metadata", "search_text", "spans"),
-    ],
+_INSERTS = {
+    "otel_resources": _ignore(schema.otel_resources),
+    "otel_spans": _ignore(schema.otel_spans),
+    "otel_logs": _ignore(schema.otel_logs),
+    "otel_metric_points": _ignore(schema.otel_metric_points),
+    "metrics": _METRICS,
+    "system_metrics": _ignore(schema.system_metrics, _SCALARS),
+}
+"""Keyed inserts, by table: a row already there (a replayed record) is left as it is."""
+_SET_VIEW = _Statement(
+    update(schema.otel_spans)
+    .where(*(c == bindparam(f"key_{c.name}") for c in _span_key(schema.otel_spans)))
+    .values(view=bindparam("view")),
+    ["view", *(f"key_{c}" for c in schema.SPAN_KEY)],
 )
-_ROLLOUTS = _upsert(  # a late span may add a reward or move the step: rewrite, keyed by trace
-    schema.metrics,
-    [*_SCALARS, "step"],
-    key="log_id",
-    update=["run_name", "timestamp", "step", "metrics"],
-    where=schema.metrics.c.log_id.isnot(None),  # Trackio's unique index on it is partial
-)
+_UPSERTS = {
+    "traces": _upsert(
+        schema.traces,
+        schema.traces.columns.keys(),
+        key=["id"],
+        update=[
+            *("run_id", "run_name", "timestamp", "step", "key"),
+            *("messages", "metadata", "search_text", "spans"),
+        ],
+    ),
+    "metrics": _upsert(  # rows rewritten as more of what they sum up arrives, by log_id
+        schema.metrics,
+        [*_SCALARS, "step"],
+        key=["log_id"],
+        update=["run_name", "timestamp", "step", "metrics"],
+        where=schema.metrics.c.log_id.isnot(None),  # Trackio's unique index on it is partial
+    ),
+    "otel_trace_state": _upsert(
+        schema.otel_trace_state,
+        schema.otel_trace_state.columns.keys(),
+        key=["run_id", "trace_id"],
+        update=["run_name", "spans", "built", "root", "dirty"],
+    ),
+}
 
 
 # --- The store ------------------------------------------------------------------------------
@@ -142,37 +161,8 @@ class _Project:
     """Committed since the last background checkpoint (an idle project costs nothing)."""
 
 
-@dataclass(slots=True)
-class _Stored:
-    """What a snapshot held for one trace: the assembly's inputs, and its step if any."""
-
-    spans: int = 0
-    logs: int = 0
-    step: int | None = None
-
-
-@dataclass(slots=True)
-class _Trace:
-    assembled: AssembledTrace
-    row: dict[str, Any]
-    """The ``traces`` row less its step, which the commit assigns."""
-    has_media: bool
-
-
-@dataclass
-class Prepared:
-    """A project's share of a batch, computed with no lock held."""
-
-    project: _Project
-    batch: Batch
-    raw: list[tuple[_Insert, list[dict[str, Any]]]]
-    touched: set[str]
-    seen: dict[str, _Stored]
-    traces: dict[str, _Trace]
-
-
 class SQLiteStore:
-    """Writes batches into ``<trackio_dir>/<project>.db``; safe to use from several
+    """Commits writes into ``<trackio_dir>/<project>.db``; safe to use from several
     threads and processes at once (each commit is serialised by the project's lock)."""
 
     def __init__(self, trackio_dir: Path | str) -> None:
@@ -185,26 +175,35 @@ class SQLiteStore:
     def db_path(self, project: str) -> Path:
         return self.trackio_dir / f"{project}.db"
 
-    def write(self, batch: Batch) -> None:
-        """Commit the whole batch; raises (and commits nothing for that project) on failure."""
-        for prepared in self.prepare(batch):
-            self.commit(prepared)
+    def projects(self) -> list[str]:
+        """The projects this store has opened."""
+        with self._lock:
+            return list(self._projects)
 
-    def prepare(self, batch: Batch) -> list[Prepared]:
-        """Phase 1, one per project: rows and assembled traces, with no lock held."""
-        with _unavailable():
-            return [
-                _prepare(self._project(name), part) for name, part in batch.by_project().items()
-            ]
+    @contextmanager
+    def snapshot(self, project: str) -> Iterator[Tx]:
+        """A read-only view of what is committed, with no lock held."""
+        p = self._project_or_unavailable(project)
+        with _unavailable(), p.reader.begin() as conn:
+            yield Tx(conn, p.lock_path.parent / "media")
 
-    def commit(self, prepared: Prepared) -> None:
-        """Phase 2: one transaction under the project's lock."""
-        p = prepared.project
+    def commit(self, write: Write) -> list[Row]:
+        """One transaction under the project's lock; returns the span rows not stored
+        because their key holds a span of other content (the stored one is kept)."""
+        p = self._project_or_unavailable(write.project)
         pending_runs: dict[str, str] = {}
         with _unavailable(), _flock(p.lock_path), p.writer.begin() as conn:
-            _commit(conn, p, prepared, pending_runs)
+            conflicts: list[Row] = []
+            for table, rows in write.rows.items():
+                inserted = _INSERTS[table].run(conn, rows)
+                if table == "otel_spans" and inserted < len(rows):
+                    conflicts = _span_conflicts(conn, rows)
+            _ensure_runs(conn, p, write.runs, pending_runs)
+            if write.then is not None:
+                write.then(Tx(conn, p.lock_path.parent / "media"), conflicts)
         p.runs.update(pending_runs)  # only once committed
         p.uncheckpointed = True
+        return conflicts
 
     def close(self) -> None:
         self._closed.set()
@@ -215,6 +214,10 @@ class SQLiteStore:
                 p.writer.dispose()
                 p.reader.dispose()
             self._projects.clear()
+
+    def _project_or_unavailable(self, project: str) -> _Project:
+        with _unavailable():
+            return self._project(project)
 
     def _project(self, project: str) -> _Project:
         with self._lock:
@@ -317,143 +320,135 @@ def _flock(path: Path) -> Iterator[None]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
-# --- Phase 1: prepare, no lock held ---------------------------------------------------------
-def _prepare(p: _Project, batch: Batch) -> Prepared:
-    raw = [
-        (_RESOURCES, [rows.resource_row(r) for r in batch.resources.values()]),
-        (_SPANS, [rows.span_row(s) for s in batch.spans]),
-        (_LOGS, [rows.log_row(log) for log in batch.logs]),
-        (_POINTS, [rows.point_row(pt) for pt in batch.points]),
-    ]
-    genai_logs = [
-        log
-        for log in batch.logs
-        if log.trace_id and log.span_id and log.event_name.startswith(GENAI_EVENTS)
-    ]
-    touched = {s.trace_id for s in batch.spans} | {log.trace_id for log in genai_logs}
-    if not touched:
-        return Prepared(p, batch, raw, touched, {}, {})
-    with p.reader.begin() as conn:  # one snapshot for the counts and the rows they count
-        seen = _stored(conn, touched)
-        stored_spans = _load_spans(conn, batch, [t for t in touched if seen[t].spans])
-        stored_logs = _load_logs(conn, batch, [t for t in touched if seen[t].logs])
-    new_spans: dict[str, list[Span]] = defaultdict(list)
-    for s in batch.spans:
-        new_spans[s.trace_id].append(s)
-    new_logs: dict[str, list[Log]] = defaultdict(list)
-    for log in genai_logs:
-        new_logs[log.trace_id].append(log)
-    traces = {}
-    for trace_id in touched:
-        # What is stored wins over a replayed record with the same key, as INSERT OR IGNORE does.
-        spans = _union(new_spans[trace_id], stored_spans[trace_id], lambda s: s.span_id)
-        logs = _union(new_logs[trace_id], stored_logs[trace_id], lambda log: log.uid)
-        if trace := _trace(spans, logs):
-            traces[trace_id] = trace
-    return Prepared(p, batch, raw, touched, seen, traces)
+# --- Inside a transaction -------------------------------------------------------------------
+TraceKey = tuple[str, str]
+"""(trace_id, run_id), the order of the keys' columns."""
+SpanKey = tuple[str, str, str]
+"""(trace_id, run_id, span_id)."""
+_VIEW_COLUMNS = ("span_id", "parent_span_id", "name", "start_time_unix_nano")
 
 
-def _union(new: list[Any], stored: list[Any], key: Any) -> list[Any]:
-    if not stored:
-        return new
-    return list({**{key(r): r for r in new}, **{key(r): r for r in stored}}.values())
+class Tx:
+    """The reads and writes a ``Write`` makes inside its transaction (or in a snapshot):
+    each names what it is for, so a second dialect implements this class and no more."""
+
+    def __init__(self, conn: Connection, media_dir: Path) -> None:
+        self._conn, self._media_dir = conn, media_dir
+
+    def upsert(self, table: str, rows: list[Row]) -> None:
+        _UPSERTS[table].run(self._conn, rows)
+
+    def spans(self, keys: Iterable[SpanKey]) -> list[Any]:
+        """Whole ``otel_spans`` rows, by key."""
+        sp = schema.otel_spans
+        return _select_keys(self._conn, select(sp), sp, keys)
+
+    def views(self, keys: Iterable[TraceKey]) -> dict[TraceKey, list[Any]]:
+        """Per trace, its spans' (span_id, parent_span_id, name, start, end, view)."""
+        sp = schema.otel_spans
+        query = select(
+            sp.c.trace_id,
+            sp.c.run_id,
+            *(sp.c[c] for c in _VIEW_COLUMNS),
+            sp.c.end_time_unix_nano,
+            sp.c.view,
+        )
+        out: dict[TraceKey, list[Any]] = {}
+        for r in _select_keys(self._conn, query, sp, keys):
+            out.setdefault((r[0], r[1]), []).append(r[2:])
+        return out
+
+    def set_views(self, rows: list[Row]) -> None:
+        """Views made again (``view`` and the span's key)."""
+        _SET_VIEW.run(self._conn, rows)
+
+    def logs(self, keys: Iterable[TraceKey], event_prefix: str) -> list[Any]:
+        """Whole ``otel_logs`` rows of these traces whose event name starts with the prefix."""
+        lg = schema.otel_logs
+        query = select(lg).where(lg.c.event_name.op("GLOB")(_glob_prefix(event_prefix)))
+        return _select_keys(self._conn, query, lg, keys)
+
+    def log_counts(self, keys: Iterable[TraceKey], event_prefix: str) -> dict[SpanKey, int]:
+        """Per span of these traces, its log records whose event name starts with the prefix."""
+        lg = schema.otel_logs
+        query = (
+            select(lg.c.trace_id, lg.c.run_id, lg.c.span_id, func.count())
+            .where(lg.c.event_name.op("GLOB")(_glob_prefix(event_prefix)))
+            .group_by(lg.c.trace_id, lg.c.run_id, lg.c.span_id)
+        )
+        return {(r[0], r[1], r[2]): r[3] for r in _select_keys(self._conn, query, lg, keys)}
+
+    def trace_states(self, keys: Iterable[TraceKey]) -> dict[TraceKey, Any]:
+        st = schema.otel_trace_state
+        rows = _select_keys(self._conn, select(st), st, keys)
+        return {(r.trace_id, r.run_id): r for r in rows}
+
+    def dirty_traces(self, limit: int) -> list[Any]:
+        """Trace states whose Trackio row lags behind their spans."""
+        st = schema.otel_trace_state
+        return list(self._conn.execute(select(st).where(st.c.dirty).limit(limit)))
+
+    def span_counts(self, keys: Iterable[TraceKey]) -> dict[TraceKey, int]:
+        sp = schema.otel_spans
+        query = select(sp.c.trace_id, sp.c.run_id, func.count()).group_by(
+            sp.c.trace_id, sp.c.run_id
+        )
+        rows = _select_keys(self._conn, query, sp, keys)
+        return {(r[0], r[1]): r[2] for r in rows}
+
+    def trace_steps(self, row_ids: Iterable[str]) -> dict[str, int]:
+        """The step of each ``traces`` row already there."""
+        tr = schema.traces
+        return dict(_select_in(self._conn, select(tr.c.id, tr.c.step), tr.c.id, row_ids))
+
+    def last_trace_step(self, run_id: str) -> int | None:
+        tr = schema.traces
+        return self._conn.execute(select(func.max(tr.c.step)).where(tr.c.run_id == run_id)).scalar()
+
+    def write_media(self, files: Iterable[tuple[str, bytes]]) -> None:
+        """Content-addressed names: a file already there (a retried export) is left as it
+        is. Written before the rows that reference them commit."""
+        for path, data in files:
+            target = self._media_dir / path
+            if target.exists():
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_name(f".{target.name}.partial")
+            partial.write_bytes(data)
+            os.replace(partial, target)
 
 
-def _trace(spans: list[Span], logs: list[Log]) -> _Trace | None:
-    """Assemble one trace, or None while it has no span yet (only log events) or is only a
-    training step (its timing lands as step metrics; thousands of steps would bury the
-    conversations on Trackio's Traces page)."""
-    if not spans or is_training_step(spans):
-        return None
-    a = assemble(spans, logs)
-    row = rows.trace_row(a, step=0)
-    return _Trace(a, row, bool(_DATA_URL.search(row["messages"]) or _DATA_URL.search(row["spans"])))
+def _glob_prefix(prefix: str) -> str:
+    """GLOB, not LIKE: case-sensitive, as ``str.startswith``."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in prefix) + "*"
 
 
-def _stored(conn: Connection, trace_ids: set[str]) -> dict[str, _Stored]:
-    """Per trace: stored spans, stored GenAI log events and the step of its row."""
-    out = {t: _Stored() for t in trace_ids}
-    sp, lg, tr = schema.otel_spans, schema.otel_logs, schema.traces
-    count = func.count()
-    for r in _select_in(
-        conn, select(sp.c.trace_id, count).group_by(sp.c.trace_id), sp.c.trace_id, trace_ids
-    ):
-        out[r[0]].spans = r[1]
-    gen_ai = select(lg.c.trace_id, count).where(_is_genai_event(lg.c.event_name))
-    for r in _select_in(conn, gen_ai.group_by(lg.c.trace_id), lg.c.trace_id, trace_ids):
-        out[r[0]].logs = r[1]
-    for r in _select_in(conn, select(tr.c.id, tr.c.step), tr.c.id, trace_ids):
-        out[r[0]].step = r[1]
-    return out
+def _span_conflicts(conn: Connection, rows: list[Row]) -> list[Row]:
+    """Rows left out by the keyed insert whose stored span differs: same key, other span
+    (a retry, or a span repeated within the batch, has the same content)."""
+    sp = schema.otel_spans
+    key = itemgetter(*schema.SPAN_KEY)
+    content = itemgetter(*schema.SPAN_CONTENT)
+    query = select(*(sp.c[c] for c in schema.SPAN_CONTENT))
+    stored = {
+        key(r._mapping): tuple(r) for r in _select_keys(conn, query, sp, {key(row) for row in rows})
+    }
+    return [row for row in rows if content(row) != stored[key(row)]]
 
 
-# --- Phase 2: commit, under the lock --------------------------------------------------------
-def _commit(conn: Connection, p: _Project, prep: Prepared, pending_runs: dict[str, str]) -> None:
-    now = _stored(conn, prep.touched) if prep.touched else {}
-    for statement, items in prep.raw:
-        statement.run(conn, items)
-    _ensure_runs(conn, p, prep.batch, pending_runs)
-    _METRICS.run(conn, (rows.scalars_row(s) for s in prep.batch.scalars if s.step is not None))
-    _SYSTEM_METRICS.run(conn, (rows.scalars_row(s) for s in prep.batch.scalars if s.step is None))
-    stale = [t for t in prep.touched if now[t] != prep.seen[t]]
-    if stale:  # another writer added to these traces since the snapshot: assemble again
-        stored_spans = _load_spans(conn, prep.batch, stale)
-        stored_logs = _load_logs(conn, prep.batch, stale)
-        for trace_id in stale:
-            prep.traces.pop(trace_id, None)
-            if trace := _trace(stored_spans[trace_id], stored_logs[trace_id]):
-                prep.traces[trace_id] = trace
-    _write_traces(conn, prep.traces.values(), now, p.lock_path.parent / "media")  # Trackio's
-
-
-def _write_traces(
-    conn: Connection, traces: Iterable[_Trace], now: dict[str, _Stored], media_dir: Path
+def _ensure_runs(
+    conn: Connection, p: _Project, runs: list[RunRow], pending: dict[str, str]
 ) -> None:
-    t = schema.traces
-    next_step: dict[str, int] = {}
-    trace_rows, rollouts = [], []
-    files: dict[str, MediaFile] = {}
-    for trace in sorted(traces, key=lambda x: (x.assembled.start_ns, x.assembled.trace_id)):
-        a = trace.assembled
-        step = a.step if a.step is not None else now[a.trace_id].step
-        if step is None:  # the per-run rule: the run's next trace number
-            if a.run.run_id not in next_step:
-                top = conn.execute(
-                    select(func.max(t.c.step)).where(t.c.run_id == a.run.run_id)
-                ).scalar()
-                next_step[a.run.run_id] = -1 if top is None else top
-            next_step[a.run.run_id] += 1
-            step = next_step[a.run.run_id]
-        if trace.has_media:  # rare: the files' names need the step
-            trace_rows.append(rows.trace_row(with_media(a, step, files), step))
-        else:
-            trace_rows.append({**trace.row, "step": step})
-        if a.scalars:
-            rollouts.append(rows.rollout_row(a, step))
-    _write_media(media_dir, files.values())  # before the rows that reference them commit
-    _TRACES.run(conn, trace_rows)
-    _ROLLOUTS.run(conn, rollouts)
-
-
-def _ensure_runs(conn: Connection, p: _Project, batch: Batch, pending: dict[str, str]) -> None:
-    """Every run gets a config row and a first ``metrics`` row: Trackio lists runs from
-    ``metrics`` only. Both are keyed, so this is a no-op for runs already there."""
-    first_seen: dict[str, tuple[Run, int]] = {}
-    for record in [*batch.spans, *batch.logs, *batch.points, *batch.scalars]:
-        t = getattr(record, "start_ns", 0) or getattr(record, "time_ns", 0) or pdata.now_nano()
-        run = record.run
-        if run.run_id not in first_seen or t < first_seen[run.run_id][1]:
-            first_seen[run.run_id] = (run, t)
-    for run_id, (run, t) in first_seen.items():
+    """Every run gets its ``configs`` row, kept as the run's config changes (keyed, so a
+    no-op for runs already there)."""
+    for run in runs:
         config = {**run.config, "_Group": run.group}
-        config_hash = digest(pdata.dumps(config))
-        if p.runs.get(run_id) == config_hash:
+        config_hash = json.dumps(config, sort_keys=True, default=str)
+        if p.runs.get(run.run_id) == config_hash:
             continue
-        created = pdata.iso(t)
-        _METRICS.run(conn, [rows.run_start_row(run, created)])
         existing = conn.execute(
             select(schema.configs.c.config, schema.configs.c.created_at).where(
-                schema.configs.c.run_id == run_id
+                schema.configs.c.run_id == run.run_id
             )
         ).first()
         if existing is None or _user_config(existing.config) != config:
@@ -462,13 +457,14 @@ def _ensure_runs(conn: Connection, p: _Project, batch: Batch, pending: dict[str,
             full = {
                 **run.config,
                 "_Username": None,
-                "_Created": row_created or created,
+                "_Created": row_created or run.created,
                 "_Group": run.group,
             }
             stmt = insert(schema.configs).values(
-                **rows.run_cols(run),
-                config=pdata.dumps(full),
-                created_at=existing.created_at if existing else created,
+                run_id=run.run_id,
+                run_name=run.run_name,
+                config=json.dumps(full, separators=(",", ":"), ensure_ascii=False),
+                created_at=existing.created_at if existing else run.created,
             )
             conn.execute(
                 stmt.on_conflict_do_update(
@@ -476,7 +472,7 @@ def _ensure_runs(conn: Connection, p: _Project, batch: Batch, pending: dict[str,
                     set_={"config": stmt.excluded.config, "run_name": stmt.excluded.run_name},
                 )
             )
-        pending[run_id] = config_hash
+        pending[run.run_id] = config_hash
 
 
 def _user_config(raw: str | bytes) -> dict[str, Any]:
@@ -488,100 +484,24 @@ def _user_config(raw: str | bytes) -> dict[str, Any]:
     }
 
 
-def _write_media(media_dir: Path, files: Iterable[MediaFile]) -> None:
-    """Content-addressed names: a file already there (a retried export) is left as it is."""
-    for f in files:
-        target = media_dir / f.path
-        if target.exists():
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(f".{target.name}.partial")
-        partial.write_bytes(f.data)
-        os.replace(partial, target)
+def _select_keys(
+    conn: Connection, query: Any, table: Table, keys: Iterable[tuple[str, ...]]
+) -> list[Any]:
+    """``query``'s rows whose key columns (``schema.SPAN_KEY``'s first ones, as many as a
+    key has) are one of ``keys``. Selected by ``trace_id`` alone, then filtered: SQLite
+    scans the whole table for a row-value ``IN`` list, and trace ids rarely repeat."""
+    keys = set(keys)
+    if not keys:
+        return []
+    columns = schema.SPAN_KEY[: len(next(iter(keys)))]
+    rows = _select_in(conn, query, table.c.trace_id, {k[0] for k in keys})
+    return [r for r in rows if tuple(r._mapping[table.c[c]] for c in columns) in keys]
 
 
-# --- Reading stored records back ------------------------------------------------------------
-def _select_in(
-    conn: Connection, query: Any, column: Any, values: Sequence[str] | set[str]
-) -> Iterator[Any]:
+def _select_in(conn: Connection, query: Any, column: Any, values: Iterable[Any]) -> list[Any]:
+    """``query`` where ``column`` is one of ``values``, in chunks SQLite accepts."""
     values = list(values)
+    out: list[Any] = []
     for i in range(0, len(values), SQL_IN_CHUNK):
-        yield from conn.execute(query.where(column.in_(values[i : i + SQL_IN_CHUNK])))
-
-
-def _load_spans(conn: Connection, batch: Batch, trace_ids: list[str]) -> dict[str, list[Span]]:
-    out: dict[str, list[Span]] = defaultdict(list)
-    if not trace_ids:
-        return out
-    runs = _RunCache(batch)
-    for r in _select_in(conn, select(schema.otel_spans), schema.otel_spans.c.trace_id, trace_ids):
-        out[r.trace_id].append(
-            Span(
-                run=runs.get(r.run_id, r.run_name),
-                resource_id=r.resource_id,
-                trace_id=r.trace_id,
-                span_id=r.span_id,
-                parent_span_id=r.parent_span_id,
-                name=r.name,
-                kind=r.kind,
-                start_ns=r.start_time_unix_nano,
-                end_ns=r.end_time_unix_nano,
-                status_code=r.status_code,
-                status_message=r.status_message or "",
-                attributes=json.loads(r.attributes),
-                events=json.loads(r.events),
-                links=json.loads(r.links),
-                scope_name=r.scope_name or "",
-                scope_version=r.scope_version or "",
-                trace_state=r.trace_state or "",
-            )
-        )
+        out += conn.execute(query.where(column.in_(values[i : i + SQL_IN_CHUNK]))).all()
     return out
-
-
-def _load_logs(conn: Connection, batch: Batch, trace_ids: list[str]) -> dict[str, list[Log]]:
-    """GenAI log events of these traces, stored now or earlier (they may precede their span)."""
-    out: dict[str, list[Log]] = defaultdict(list)
-    if not trace_ids:
-        return out
-    lg = schema.otel_logs
-    query = select(lg).where(_is_genai_event(lg.c.event_name))
-    runs = _RunCache(batch)
-    for r in _select_in(conn, query, lg.c.trace_id, trace_ids):
-        out[r.trace_id].append(
-            Log(
-                uid=r.log_uid,
-                run=runs.get(r.run_id, r.run_name),
-                resource_id=r.resource_id,
-                time_ns=r.time_unix_nano,
-                observed_ns=r.observed_time_unix_nano,
-                severity_number=r.severity_number or 0,
-                severity_text=r.severity_text or "",
-                event_name=r.event_name or "",
-                body=json.loads(r.body) if r.body else None,
-                attributes=json.loads(r.attributes),
-                trace_id=r.trace_id,
-                span_id=r.span_id,
-                scope_name=r.scope_name or "",
-                scope_version=r.scope_version or "",
-            )
-        )
-    return out
-
-
-def _is_genai_event(event_name: Any) -> Any:
-    """SQL for ``event_name.startswith(GENAI_EVENTS)``: GLOB is case-sensitive, LIKE is not."""
-    return event_name.op("GLOB")(GENAI_EVENTS + "*")
-
-
-class _RunCache:
-    """Runs of rows read back: the batch's own Run objects, else rebuilt from the row."""
-
-    def __init__(self, batch: Batch) -> None:
-        self._runs = {r.run.run_id: r.run for r in [*batch.spans, *batch.logs]}
-        self._project = next(iter(self._runs.values())).project if self._runs else ""
-
-    def get(self, run_id: str, run_name: str) -> Run:
-        if run_id not in self._runs:
-            self._runs[run_id] = Run(self._project, run_id, run_name)
-        return self._runs[run_id]

@@ -23,6 +23,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from trackio_otel import rows
 from trackio_otel.store import Unavailable
 from trackio_otel.translate import logs, metrics, spans
 from trackio_otel.translate.model import Batch
@@ -32,6 +33,8 @@ if TYPE_CHECKING:  # the receiver process imports this module but never opens a 
 
 log = logging.getLogger(__name__)
 
+IDLE_S = 0.5
+"""A writer this long without work after a write settles lagging trace rows."""
 MAX_COMMIT_BYTES = 16 << 20
 """Request bytes committed in one transaction at most (a larger request goes alone)."""
 
@@ -72,12 +75,13 @@ class Inbox:
             self._closed = True
             self._cond.notify()
 
-    def take(self, max_bytes: int) -> list[Request]:
+    def take(self, max_bytes: int, timeout: float | None = None) -> list[Request] | None:
         """Block for work; return the oldest requests up to ``max_bytes`` ([] once closed
-        and empty)."""
+        and empty, None when ``timeout`` passed with nothing to do)."""
         with self._cond:
             while not self._items and not self._closed:
-                self._cond.wait()
+                if not self._cond.wait(timeout):
+                    return None
             taken: list[Request] = []
             size = 0
             while self._items and (not taken or size + len(self._items[0].payload) <= max_bytes):
@@ -93,10 +97,23 @@ def serve(store: SQLiteStore, inbox: Inbox, answer: Callable[[int, Reply], None]
     this one commits was measured slower: the threads compete for the GIL, SQLite's
     inserts release it on every row and wait to get it back, and so the commit, with the
     project's lock held (which serialises all writers), took 2-3x as long. Writers overlap
-    across processes instead: while one commits, the others prepare."""
-    while requests := inbox.take(MAX_COMMIT_BYTES):
+    across processes instead: while one commits, the others prepare.
+
+    Idle for ``IDLE_S`` after a write, it brings lagging trace rows up to date
+    (``rows.settle``)."""
+    wrote = False
+    while (requests := inbox.take(MAX_COMMIT_BYTES, IDLE_S if wrote else None)) != []:
+        if requests is None:
+            wrote = False
+            try:
+                rows.settle(store)
+            except Exception as exc:  # the next idle moment tries again; data is committed
+                wrote = True
+                log.warning("could not bring trace rows up to date: %s", exc)
+            continue
         for request, reply in write(store, requests):
             answer(request.id, reply)
+        wrote = True
 
 
 def write(store: SQLiteStore, requests: list[Request]) -> list[tuple[Request, Reply]]:
@@ -121,7 +138,7 @@ def write(store: SQLiteStore, requests: list[Request]) -> list[tuple[Request, Re
     for _, batch in decoded:
         merged.extend(batch)
     try:
-        store.write(merged)
+        _reject_conflicts(rows.write(store, merged), decoded)
     except Exception as exc:
         if len(decoded) == 1:
             request, batch = decoded[0]
@@ -132,10 +149,23 @@ def write(store: SQLiteStore, requests: list[Request]) -> list[tuple[Request, Re
 
 def _write_alone(store: SQLiteStore, request: Request, batch: Batch) -> tuple[Request, Reply]:
     try:
-        store.write(batch)
+        _reject_conflicts(rows.write(store, batch), [(request, batch)])
     except Exception as exc:
         return request, _failure(exc, batch)
     return request, _reply(batch)
+
+
+def _reject_conflicts(
+    conflicts: list[tuple[Any, str]], decoded: list[tuple[Request, Batch]]
+) -> None:
+    """Spans the store did not keep count as rejected in the request that carried them."""
+    if not conflicts:
+        return
+    why = {id(span): message for span, message in conflicts}
+    for _, batch in decoded:
+        for span in batch.spans:
+            if id(span) in why:
+                batch.reject("span", why[id(span)])
 
 
 def _failure(exc: Exception, batch: Batch) -> Reply:

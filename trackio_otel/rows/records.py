@@ -1,17 +1,16 @@
-"""Records → table rows (dicts keyed by column name). Pure: no database, no clock but the
-fallback ``now`` for records that carry no time."""
+"""Records → table rows (dicts keyed by column name), and the Trackio rows of assembled
+traces. Pure: no database, no clock but the fallback ``now`` for records that carry no time."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
+import orjson
+
+from trackio_otel.rows.trace import Assembled, search_text
 from trackio_otel.translate import pdata
 from trackio_otel.translate.identity import digest
 from trackio_otel.translate.model import Log, Point, Resource, Run, Scalars, Span
-from trackio_otel.translate.trace import AssembledTrace
-
-SEARCHABLE_SPAN_FIELDS = ("id", "name", "kind", "model", "status", "error", "metadata")
 
 
 def run_cols(run: Run) -> dict[str, str]:
@@ -125,10 +124,18 @@ def run_start_row(run: Run, created: str) -> dict[str, Any]:
     }
 
 
-def trace_row(a: AssembledTrace, step: int) -> dict[str, Any]:
+def trace_row_id(run_id: str, trace_id: str) -> str:
+    """``traces.id``: one row per trace of a run. Seeded runs reuse trace ids (the OTel
+    SDK draws them from the global ``random``), so the trace id alone is not a key."""
+    return digest(run_id, trace_id)
+
+
+def trace_row(a: Assembled, run_name: str, step: int) -> dict[str, Any]:
+    row_id = trace_row_id(a.run_id, a.trace_id)
     return {
-        "id": a.trace_id,
-        **run_cols(a.run),
+        "id": row_id,
+        "run_id": a.run_id,
+        "run_name": run_name,
         "timestamp": pdata.iso(a.start_ns or pdata.now_nano()),
         "step": step,
         "key": a.key,
@@ -136,45 +143,63 @@ def trace_row(a: AssembledTrace, step: int) -> dict[str, Any]:
         "messages": pdata.dumps(a.messages),
         "metadata": pdata.dumps(a.metadata),
         "spans": pdata.dumps(a.spans),
-        "log_id": a.trace_id,
+        "log_id": row_id,
         "space_id": None,
         "search_text": search_text(a),
     }
 
 
-def search_text(a: AssembledTrace) -> str:
-    """Trackio's algorithm: id, key, then every scalar of messages, metadata and the
-    searchable span fields (never span input/output)."""
-    parts: list[str] = []
-    _scalars(a.messages, parts)
-    _scalars(a.metadata.values(), parts)
-    for span in a.spans:
-        _scalars(map(span.get, SEARCHABLE_SPAN_FIELDS), parts)
-    return f"{a.trace_id} {a.key} {' '.join(parts)}".lower()
-
-
-def _scalars(values: Iterable[Any], parts: list[str]) -> None:
-    """Append every scalar in ``values``, depth first, to ``parts``: a call per container,
-    not per scalar. Module-level, as a nested recursive function is a reference cycle
-    that only the garbage collector frees."""
-    for value in values:
-        kind = type(value)
-        if kind is str:
-            parts.append(value)
-        elif kind is dict:
-            _scalars(value.values(), parts)
-        elif kind is list:
-            _scalars(value, parts)
-        elif value is not None:
-            parts.append(str(value))
-
-
-def rollout_row(a: AssembledTrace, step: int) -> dict[str, Any]:
+def rollout_row(a: Assembled, run_name: str, step: int) -> dict[str, Any]:
     """A rollout's reward and advantage as a Trackio ``metrics`` row at its trace's step."""
     return {
-        **run_cols(a.run),
+        "run_id": a.run_id,
+        "run_name": run_name,
         "timestamp": pdata.iso(a.start_ns or pdata.now_nano()),
         "step": step,
         "metrics": pdata.dumps(a.scalars),
-        "log_id": digest(a.trace_id, "rollout"),
+        "log_id": digest(a.run_id, a.trace_id, "rollout"),
     }
+
+
+def span_of_row(row: Any, run: Run) -> Span:
+    """A stored ``otel_spans`` row back as the span it was made from (``span_row``'s
+    inverse), for the rare re-translation of a span whose GenAI log events came later."""
+    return Span(
+        run=run,
+        resource_id=row.resource_id,
+        trace_id=row.trace_id,
+        span_id=row.span_id,
+        parent_span_id=row.parent_span_id,
+        name=row.name,
+        kind=row.kind,
+        start_ns=row.start_time_unix_nano,
+        end_ns=row.end_time_unix_nano,
+        status_code=row.status_code,
+        status_message=row.status_message or "",
+        attributes=orjson.loads(row.attributes),
+        events=orjson.loads(row.events),
+        links=orjson.loads(row.links),
+        scope_name=row.scope_name or "",
+        scope_version=row.scope_version or "",
+        trace_state=row.trace_state or "",
+    )
+
+
+def log_of_row(row: Any, run: Run) -> Log:
+    """A stored ``otel_logs`` row back as its log record (``log_row``'s inverse)."""
+    return Log(
+        uid=row.log_uid,
+        run=run,
+        resource_id=row.resource_id,
+        time_ns=row.time_unix_nano,
+        observed_ns=row.observed_time_unix_nano,
+        severity_number=row.severity_number or 0,
+        severity_text=row.severity_text or "",
+        event_name=row.event_name or "",
+        body=orjson.loads(row.body) if row.body else None,
+        attributes=orjson.loads(row.attributes),
+        trace_id=row.trace_id,
+        span_id=row.span_id,
+        scope_name=row.scope_name or "",
+        scope_version=row.scope_version or "",
+    )

@@ -1,0 +1,365 @@
+"""Trace rows: the stage between translation and the store.
+
+    receive → decode → translate → rows → store
+
+Translation turns an OTLP request into records (``translate.model.Batch``); this stage
+turns records into table rows and owns everything about Trackio trace rows: each span's
+view (``views``), their assembly into one row per trace (``trace``), step numbering,
+media placement, the training-step policy, search text and rollout metrics. The store
+then commits rows and knows no convention.
+
+Assembly is incremental. A span is translated once, when it arrives, and its view is
+stored with it; a trace's row is made by merging its stored views, inside the commit, so
+it reflects every span any writer committed before, in any order. Merging is cheap but
+grows with the trace, so a long trace is not merged on every arrival: its row is made
+again when its root arrives, while it is small, and each time it grew by a quarter
+(amortised, a constant number of merges per span); in between its row lags and its state
+says so (``dirty``), and ``settle`` brings every lagging row up to date when the writer
+is idle.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from trackio_otel.rows import records, trace
+from trackio_otel.rows import views as span_views
+from trackio_otel.rows.views import View
+from trackio_otel.store import Row, RunRow, Write
+from trackio_otel.translate import pdata
+from trackio_otel.translate.conventions.media import MediaFile
+from trackio_otel.translate.model import Batch, Log, Run, Span
+
+if TYPE_CHECKING:
+    from trackio_otel.store.sqlite import SQLiteStore, Tx
+
+GENAI_EVENTS = "gen_ai."
+"""Log events that are part of a trace's conversation (``gen_ai.user.message``, ...); other
+logs of a trace are kept in ``otel_logs`` but do not change its Trackio row."""
+SMALL_TRACE = 32
+"""Traces up to this many spans are merged again on every arrival."""
+GROWTH = 1.25
+"""A larger trace is merged again once it holds this many times the spans of its row."""
+SETTLE_TRACES = 64
+"""Lagging traces brought up to date per ``settle`` transaction (keeps the lock short)."""
+
+TraceKey = tuple[str, str]
+"""(trace_id, run_id): a trace of a run. Seeded runs reuse trace ids, so a trace id alone
+names nothing."""
+SpanKey = tuple[str, str, str]
+"""(trace_id, run_id, span_id)."""
+
+
+def write(store: SQLiteStore, batch: Batch) -> list[tuple[Span, str]]:
+    """Commit the batch, one transaction per project; returns the spans not stored and
+    why (their key holds a span of other content)."""
+    conflicts: list[tuple[Span, str]] = []
+    for prepared in prepare(store, batch):
+        conflicts += prepared.commit(store)
+    return conflicts
+
+
+def settle(store: SQLiteStore) -> None:
+    """Bring lagging trace rows up to date (see the module's docstring); for idle time."""
+    for project in store.projects():
+        with store.snapshot(project) as tx:
+            if not tx.dirty_traces(1):
+                continue
+        settled = [SETTLE_TRACES]
+        while settled[-1] == SETTLE_TRACES:  # a full round: there may be more
+            store.commit(Write(project, then=partial(_settle, project=project, out=settled)))
+
+
+def prepare(store: SQLiteStore, batch: Batch) -> list[Prepared]:
+    """Rows and span views for each project's share of the batch, with no lock held."""
+    return [_prepare(store, project, part) for project, part in batch.by_project().items()]
+
+
+@dataclass
+class _Trace:
+    """What one batch brings to one trace."""
+
+    run_name: str
+    root: bool = False
+    """The batch holds the trace's root."""
+    whole: trace.Assembled | None = None
+    """The row assembled from this batch's spans alone: the trace's row if nothing of it
+    was stored before (the common case: a whole short trace in one request)."""
+    alone: bool = False
+    """``whole`` was assembled (none of the trace was stored at the snapshot)."""
+
+
+@dataclass
+class Prepared:
+    """A project's share of a batch, ready to commit."""
+
+    project: str
+    batch: Batch
+    rows: dict[str, list[Row]]
+    runs: list[RunRow]
+    views: dict[SpanKey, View]
+    """Views of the batch's spans, and of stored spans its log events changed."""
+    remade: list[Row]
+    """``otel_spans.view`` updates for those stored spans."""
+    traces: dict[TraceKey, _Trace]
+    log_spans: set[SpanKey]
+    """Spans the batch's GenAI log events belong to."""
+    by_key: dict[SpanKey, Span] = field(default_factory=dict)
+
+    def commit(self, store: SQLiteStore) -> list[tuple[Span, str]]:
+        conflicts = store.commit(Write(self.project, self.rows, self.runs, self._then))
+        return [
+            (
+                self.by_key[_row_key(row)],
+                f"span {row['span_id']} of trace {row['trace_id']}: a span of other content "
+                "is stored under these ids in this run (the stored one is kept)",
+            )
+            for row in conflicts
+        ]
+
+    def _then(self, tx: Tx, conflicts: list[Row]) -> None:
+        """Inside the transaction, after the inserts: views and trace rows."""
+        changed: set[TraceKey] = set()
+        for row in conflicts:  # the stored span stands: its view, not this one
+            key = _row_key(row)
+            self.views.pop(key, None)
+            self.traces[key[:2]].alone = False
+        if self.remade:
+            tx.set_views(self.remade)
+            changed |= {(r["key_trace_id"], r["key_run_id"]) for r in self.remade}
+        changed |= _remake_stale_views(tx, self)
+        _update_traces(tx, self.project, self.traces, changed)
+
+
+def _prepare(store: SQLiteStore, project: str, batch: Batch) -> Prepared:
+    genai_logs = [
+        log
+        for log in batch.logs
+        if log.trace_id and log.span_id and log.event_name.startswith(GENAI_EVENTS)
+    ]
+    runs = {r.run.run_id: r.run for r in [*batch.spans, *batch.logs]}
+    traces: dict[TraceKey, _Trace] = {}
+    for record in [*batch.spans, *genai_logs]:
+        key = (record.trace_id, record.run.run_id)
+        if key not in traces:
+            traces[key] = _Trace(record.run.run_name)
+    logs: dict[SpanKey, dict[str, Log]] = defaultdict(dict)
+    for log in genai_logs:
+        logs[(log.trace_id, log.run.run_id, log.span_id)][log.uid] = log
+    by_key = {_span_key(s): s for s in batch.spans}
+    log_spans = set(logs)
+    stored_spans: list[Any] = []
+    states: dict[TraceKey, Any] = {}
+    if traces:
+        with store.snapshot(project) as tx:
+            for row in tx.logs(traces, GENAI_EVENTS):
+                stored = records.log_of_row(row, runs[row.run_id])
+                logs[(row.trace_id, row.run_id, row.span_id)].setdefault(stored.uid, stored)
+            if orphans := log_spans - by_key.keys():
+                stored_spans = tx.spans(orphans)
+            states = tx.trace_states(traces)
+
+    views = {key: span_views.of_span(s, list(logs[key].values())) for key, s in by_key.items()}
+    remade = []
+    for row in stored_spans:  # spans stored earlier whose log events arrive now
+        key = (row.trace_id, row.run_id, row.span_id)
+        views[key] = _remake(row, runs[row.run_id], list(logs[key].values()))
+        remade.append(_view_row(key, views[key]))
+    for s in batch.spans:
+        t = traces[(s.trace_id, s.run.run_id)]
+        t.root = t.root or s.parent_span_id is None
+    span_rows = []
+    for key, s in by_key.items():
+        row = records.span_row(s)
+        row["view"] = span_views.encode(views[key])  # before assembly's steps change it
+        span_rows.append(row)
+    per_trace: dict[TraceKey, list[View]] = defaultdict(list)
+    for key, v in views.items():
+        per_trace[key[:2]].append(v)
+    for key, t in traces.items():
+        if key not in states and key in per_trace:
+            t.whole, t.alone = trace.assemble(key[0], key[1], per_trace[key]), True
+    rows = {
+        "otel_resources": [records.resource_row(r) for r in batch.resources.values()],
+        "otel_spans": span_rows,
+        "otel_logs": [records.log_row(log) for log in batch.logs],
+        "otel_metric_points": [records.point_row(pt) for pt in batch.points],
+        "metrics": [records.scalars_row(s) for s in batch.scalars if s.step is not None],
+        "system_metrics": [records.scalars_row(s) for s in batch.scalars if s.step is None],
+    }
+    run_rows = _runs(batch)
+    rows["metrics"] = [
+        *(records.run_start_row(run, r.created) for run, r in run_rows),
+        *rows["metrics"],
+    ]
+    prepared = Prepared(
+        project, batch, rows, [r for _, r in run_rows], views, remade, traces, log_spans
+    )
+    prepared.by_key = by_key
+    return prepared
+
+
+def _runs(batch: Batch) -> list[tuple[Run, RunRow]]:
+    """Each run of the batch, created at its earliest record."""
+    first_seen: dict[str, tuple[Run, int]] = {}
+    for record in [*batch.spans, *batch.logs, *batch.points, *batch.scalars]:
+        t = getattr(record, "start_ns", 0) or getattr(record, "time_ns", 0) or pdata.now_nano()
+        run = record.run
+        if run.run_id not in first_seen or t < first_seen[run.run_id][1]:
+            first_seen[run.run_id] = (run, t)
+    return [
+        (run, RunRow(run.run_id, run.run_name, run.group, run.config, pdata.iso(t)))
+        for run, t in first_seen.values()
+    ]
+
+
+def _span_key(s: Span) -> SpanKey:
+    return (s.trace_id, s.run.run_id, s.span_id)
+
+
+def _row_key(row: Any) -> SpanKey:
+    get = row.__getitem__ if isinstance(row, dict) else row._mapping.__getitem__
+    return (get("trace_id"), get("run_id"), get("span_id"))
+
+
+def _view_row(key: SpanKey, v: View) -> Row:
+    view = span_views.encode(v)
+    return {"view": view, "key_trace_id": key[0], "key_run_id": key[1], "key_span_id": key[2]}
+
+
+def _remake(row: Any, run: Run, logs: list[Log]) -> View:
+    """A stored span's view made again with its log events; its service stays the one it
+    arrived with (the run's resource may differ from the logs')."""
+    service = span_views.service_of(row.view)
+    return span_views.of_span(records.span_of_row(row, replace(run, service=service)), logs)
+
+
+def _remake_stale_views(tx: Tx, p: Prepared) -> set[TraceKey]:
+    """Views made from fewer GenAI log events than are now committed for their span:
+    another writer committed the span or its events since the snapshot (rare). Made again
+    here, from the committed rows, so the trace converges whichever writer saw what."""
+    keys = {k[:2] for k in p.views} | {k[:2] for k in p.log_spans}
+    if not keys:
+        return set()
+    counts = tx.log_counts(keys, GENAI_EVENTS)
+    stale = {k for k, v in p.views.items() if counts.get(k, 0) != v.logs}
+    stale |= {k for k in p.log_spans - p.views.keys()}  # the span committed meanwhile?
+    if not stale:
+        return set()
+    rows = tx.spans(stale)
+    if not rows:
+        return set()
+    runs = {k[1]: s.run for k, s in p.by_key.items()} | {
+        log.run.run_id: log.run for log in p.batch.logs
+    }
+    logs: dict[SpanKey, list[Log]] = defaultdict(list)
+    for row in tx.logs({(r.trace_id, r.run_id) for r in rows}, GENAI_EVENTS):
+        logs[(row.trace_id, row.run_id, row.span_id)].append(
+            records.log_of_row(row, runs[row.run_id])
+        )
+    remade = []
+    for row in rows:
+        key = (row.trace_id, row.run_id, row.span_id)
+        p.views[key] = _remake(row, runs[row.run_id], logs[key])
+        remade.append(_view_row(key, p.views[key]))
+    tx.set_views(remade)
+    return {(r.trace_id, r.run_id) for r in rows}
+
+
+def _update_traces(
+    tx: Tx, project: str, traces: dict[TraceKey, _Trace], changed: set[TraceKey]
+) -> None:
+    """Merge the traces this batch touched, or mark them as lagging (module docstring)."""
+    states = tx.trace_states(traces)
+    counts = tx.span_counts(traces)
+    merge: dict[TraceKey, trace.Assembled | None] = {}
+    new_states = []
+    for key, t in traces.items():
+        n = counts.get(key, 0)
+        if n == 0:  # only log events so far: the span brings them in
+            continue
+        st = states.get(key)
+        root = bool(st and st.root) or t.root
+        if st is not None and n == st.spans and key not in changed and not st.dirty:
+            continue  # a retry: nothing new
+        if st is None and t.alone:
+            if t.whole is not None:  # None: a training step, no row
+                merge[key] = t.whole
+        elif st is None or n <= SMALL_TRACE or t.root or n >= st.built * GROWTH:
+            merge[key] = None  # from the stored views
+        else:
+            new_states.append(_state(key, t.run_name, n, st.built, root, dirty=True))
+            continue
+        new_states.append(_state(key, t.run_name, n, n, root, dirty=False))
+    _merge(tx, project, merge, {k: t.run_name for k, t in traces.items()})
+    tx.upsert("otel_trace_state", new_states)
+
+
+def _settle(tx: Tx, _conflicts: list[Row], project: str, out: list[int]) -> None:
+    dirty = tx.dirty_traces(SETTLE_TRACES)
+    keys = {(st.trace_id, st.run_id): st for st in dirty}
+    counts = tx.span_counts(keys)
+    _merge(tx, project, dict.fromkeys(keys), {k: st.run_name for k, st in keys.items()})
+    tx.upsert(
+        "otel_trace_state",
+        [
+            _state(k, st.run_name, counts.get(k, 0), counts.get(k, 0), st.root, dirty=False)
+            for k, st in keys.items()
+        ],
+    )
+    out.append(len(dirty))
+
+
+def _state(key: TraceKey, run_name: str, spans: int, built: int, root: bool, dirty: bool) -> Row:
+    return {
+        "trace_id": key[0],
+        "run_id": key[1],
+        "run_name": run_name,
+        "spans": spans,
+        "built": built,
+        "root": root,
+        "dirty": dirty,
+    }
+
+
+def _merge(
+    tx: Tx,
+    project: str,
+    traces: dict[TraceKey, trace.Assembled | None],
+    run_names: dict[TraceKey, str],
+) -> None:
+    """Write the rows of these traces: ``None`` ones assembled from their stored views."""
+    stored = tx.views([k for k, a in traces.items() if a is None])
+    assembled: list[tuple[trace.Assembled, str]] = []
+    for key, a in traces.items():
+        if a is None:
+            a = trace.assemble(key[0], key[1], [span_views.decode(*r) for r in stored.get(key, [])])
+        if a is not None:
+            assembled.append((a, run_names[key]))
+    if not assembled:
+        return
+    steps = tx.trace_steps(records.trace_row_id(a.run_id, a.trace_id) for a, _ in assembled)
+    next_step: dict[str, int] = {}
+    trace_rows, rollouts = [], []
+    files: dict[str, MediaFile] = {}
+    for a, run_name in sorted(assembled, key=lambda x: (x[0].start_ns, x[0].trace_id)):
+        step = (
+            a.step if a.step is not None else steps.get(records.trace_row_id(a.run_id, a.trace_id))
+        )
+        if step is None:  # the per-run rule: the run's next trace number
+            if a.run_id not in next_step:
+                top = tx.last_trace_step(a.run_id)
+                next_step[a.run_id] = -1 if top is None else top
+            next_step[a.run_id] += 1
+            step = next_step[a.run_id]
+        if a.media:  # rare: the files' names need the step
+            trace.place_media(a, project, run_name, step, files)
+        trace_rows.append(records.trace_row(a, run_name, step))
+        if a.scalars:
+            rollouts.append(records.rollout_row(a, run_name, step))
+    tx.write_media((f.path, f.data) for f in files.values())
+    tx.upsert("traces", trace_rows)
+    tx.upsert("metrics", rollouts)
