@@ -131,6 +131,8 @@ class Prepared:
             tx.set_views(self.remade)
             changed |= {(r["key_trace_id"], r["key_run_id"]) for r in self.remade}
         changed |= _remake_stale_views(tx, self)
+        for key in changed:  # its views changed since the whole row was assembled
+            self.traces[key].alone = False
         _update_traces(tx, self.project, self.traces, changed)
 
 

@@ -1,0 +1,256 @@
+"""Trace rows assembled incrementally converge, whatever the order, split and writer.
+
+Each span's view is stored when it arrives and the row is merged from stored views, so a
+trace sent span by span, in any order, through one store or two writer processes, must
+end as the row it makes when sent whole; a long trace must land whole; seeded runs that
+reuse trace and span ids must both land whole.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+import grpc
+import pytest
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
+
+from tests.conftest import AGENT_ROLES, load_fixture, traces_of
+from tests.test_collector_robustness import new_span, wait_until
+from trackio_otel import rows
+from trackio_otel.store.sqlite import SQLiteStore
+from trackio_otel.translate import logs as translate_logs
+from trackio_otel.translate import spans as translate_spans
+from trackio_otel.writer import WriterPool
+
+ROW_COLUMNS = "key, messages, metadata, spans, search_text"
+"""All of a row but its step: a trace without ``trackio.step`` takes the run's next trace
+number when it first arrives, so steps follow the order traces arrive in."""
+Record = tuple[str, bytes]
+"""(signal, one OTLP request holding one span or one log record)."""
+
+
+def single_records(traces: ExportTraceServiceRequest, logs: ExportLogsServiceRequest) -> list:
+    """Every span and log record of the payloads as a request of its own."""
+    out: list[Record] = []
+    for rs in traces.resource_spans:
+        for ss in rs.scope_spans:
+            for span in ss.spans:
+                request = ExportTraceServiceRequest()
+                one = request.resource_spans.add(resource=rs.resource, schema_url=rs.schema_url)
+                one.scope_spans.add(scope=ss.scope).spans.append(span)
+                out.append(("traces", request.SerializeToString()))
+    for rl in logs.resource_logs:
+        for sl in rl.scope_logs:
+            for record in sl.log_records:
+                request = ExportLogsServiceRequest()
+                one = request.resource_logs.add(resource=rl.resource, schema_url=rl.schema_url)
+                one.scope_logs.add(scope=sl.scope).log_records.append(record)
+                out.append(("logs", request.SerializeToString()))
+    return out
+
+
+def write(store: SQLiteStore, record: Record) -> None:
+    signal, payload = record
+    if signal == "traces":
+        batch = translate_spans.from_request(ExportTraceServiceRequest.FromString(payload))
+    else:
+        batch = translate_logs.from_request(ExportLogsServiceRequest.FromString(payload))
+    rows.write(store, batch)
+
+
+def trace_rows(trackio_dir: Path, project: str) -> dict[str, tuple]:
+    """Every Trackio trace row of the project, by OTel trace id."""
+    with closing(sqlite3.connect(trackio_dir / f"{project}.db")) as db:
+        found = db.execute(
+            f"SELECT json_extract(metadata, '$.trace_id'), {ROW_COLUMNS} FROM traces"
+        ).fetchall()
+    return {r[0]: r[1:] for r in found}
+
+
+@pytest.fixture
+def store(trackio_dir: Path):
+    s = SQLiteStore(trackio_dir)
+    yield s
+    s.close()
+
+
+@pytest.mark.parametrize("fixture", ["new_span_only", "legacy_content_true"])
+def test_every_arrival_order_of_an_agent_trace_gives_the_row_it_gives_whole(
+    trackio_dir, store, fixture
+):
+    """All 24 orders of the agent trace's 4 spans, one span per request; the GenAI log
+    events of ``legacy_content_true`` (content in per-message events) come before, between
+    or after the spans."""
+    whole_project = f"whole-{fixture}"
+    traces, logs = load_fixture(fixture, whole_project)
+    rows.write(store, translate_logs.from_request(logs))
+    rows.write(store, translate_spans.from_request(traces))
+    expected = trace_rows(trackio_dir, whole_project)
+    agent = next(t for t, row in expected.items() if row[0] == "invoke_agent WeatherBot")
+    assert [m["role"] for m in json.loads(expected[agent][1])] == AGENT_ROLES
+
+    for n, order in enumerate(itertools.permutations(range(4))):
+        project = f"order-{fixture}-{n}"
+        traces, logs = load_fixture(fixture, project)
+        records = single_records(traces, logs)
+        agent_spans = [r for r in records if r[0] == "traces" and agent in _trace_of(r)]
+        others = [r for r in records if r not in agent_spans]
+        sequence = [agent_spans[i] for i in order]
+        random.Random(n).shuffle(others)  # the other traces and every log event, anywhere
+        for i, record in enumerate(others):
+            sequence.insert(random.Random(n * 31 + i).randint(0, len(sequence)), record)
+        for record in sequence:
+            write(store, record)
+        assert trace_rows(trackio_dir, project) == expected, order
+
+
+def _trace_of(record: Record) -> str:
+    request = ExportTraceServiceRequest.FromString(record[1])
+    return request.resource_spans[0].scope_spans[0].spans[0].trace_id.hex()
+
+
+def test_two_writer_processes_given_single_spans_at_once_converge(trackio_dir, store):
+    """Every span and log event of a payload submitted at once to two writer processes
+    (so they prepare and commit parts of the same traces concurrently), in six orders."""
+    whole_project = "whole-two-writers"
+    traces, logs = load_fixture("legacy_content_true", whole_project)
+    rows.write(store, translate_spans.from_request(traces))
+    rows.write(store, translate_logs.from_request(logs))
+    expected = trace_rows(trackio_dir, whole_project)
+    pool = WriterPool(trackio_dir, processes=2).start()
+    try:
+        for n in range(6):
+            project = f"two-writers-{n}"
+            records = single_records(*load_fixture("legacy_content_true", project))
+            random.Random(n).shuffle(records)
+            for future in [pool.submit(signal, payload) for signal, payload in records]:
+                assert future.result(timeout=60).rejected == 0
+            assert trace_rows(trackio_dir, project) == expected, n
+    finally:
+        pool.close()
+
+
+@pytest.mark.parametrize("root_first", [True, False])
+def test_service_name_does_not_depend_on_arrival_order(trackio_dir, store, project, root_first):
+    """A span already stored keeps the service it arrived with (it used to come back from
+    the database with none, so child-then-root and root-then-child disagreed)."""
+    root = new_span("root")
+    child = new_span("child", trace=root.trace_id, parent=root.span_id)
+    for span in [root, child] if root_first else [child, root]:
+        request = ExportTraceServiceRequest()
+        rs = request.resource_spans.add()
+        for key, value in {"trackio.project": project, "service.name": "svc-a"}.items():
+            rs.resource.attributes.add(key=key).value.string_value = value
+        rs.scope_spans.add().spans.append(span)
+        rows.write(store, translate_spans.from_request(request))
+    (trace,) = traces_of(project)
+    assert trace["metadata"]["service_name"] == "svc-a"
+    assert len(trace["spans"]) == 2
+
+
+def _request(project: str, spans: list[PbSpan], run: str = "long") -> ExportTraceServiceRequest:
+    request = ExportTraceServiceRequest()
+    rs = request.resource_spans.add()
+    for key, value in {"trackio.project": project, "trackio.run.name": run}.items():
+        rs.resource.attributes.add(key=key).value.string_value = value
+    rs.scope_spans.add().spans.extend(spans)
+    return request
+
+
+def long_trace(n: int, *, rooted: bool = True) -> list[PbSpan]:
+    """A root and ``n - 1`` children (children first, the root last, as they end), or,
+    not ``rooted``, ``n`` spans whose parent was never sent."""
+    root = new_span("session")
+    parent = root.span_id if rooted else b"\x07" * 8
+    kids = [new_span(f"step {i}", trace=root.trace_id, parent=parent) for i in range(n - 1)]
+    return (
+        [*kids, root] if rooted else [*kids, new_span("last", trace=root.trace_id, parent=parent)]
+    )
+
+
+def test_a_long_trace_sent_a_few_spans_at_a_time_lands_as_one_whole_trace(
+    trackio_dir, store, project
+):
+    spans = long_trace(2000)
+    for i in range(0, len(spans), 8):
+        rows.write(store, translate_spans.from_request(_request(project, spans[i : i + 8])))
+    (trace,) = traces_of(project)
+    assert len(trace["spans"]) == 2000
+    assert trace["key"] == "session"
+    assert [s["parent_id"] for s in trace["spans"]].count(None) == 1
+    assert trace["metadata"]["span_count"] == 2000
+
+
+def test_a_long_trace_without_its_root_lags_then_settles_when_the_writer_is_idle(
+    trackio_dir, project
+):
+    """Past ``SMALL_TRACE`` a rootless trace is merged only as it grows by a quarter; the
+    collector's idle writer brings the row up to date."""
+    spans = long_trace(290, rooted=False)  # last merged at 240: 290 < 240 * GROWTH
+    config_dir = trackio_dir
+    from trackio_otel.collector import Collector, CollectorConfig
+
+    config = CollectorConfig(
+        trackio_dir=config_dir, endpoint="127.0.0.1:0", writers=1, stats_interval_s=3600
+    )
+    with Collector(config) as collector:
+        with grpc.insecure_channel(f"127.0.0.1:{collector.port}") as channel:
+            stub = trace_service_pb2_grpc.TraceServiceStub(channel)
+            for i in range(0, len(spans), 8):
+                stub.Export(_request(project, spans[i : i + 8]), timeout=30)
+        wait_until(
+            lambda: len(traces_of(project)[0]["spans"]) == 290, "the lagging row to settle", 10
+        )
+
+
+def test_seeded_runs_that_reuse_every_id_both_land_whole(trackio_dir, store, project):
+    """Two runs whose trace and span ids are the same (both seeded the global ``random``
+    the OTel SDK draws ids from): neither is taken for a retry of the other."""
+    root = new_span("rollout")
+    root.attributes.add(key="trackio.rollout.reward").value.double_value = 1.0
+    child = new_span("generate", trace=root.trace_id, parent=root.span_id)
+    for run in ("seed-0-a", "seed-0-b"):
+        rows.write(store, translate_spans.from_request(_request(project, [child, root], run)))
+    from trackio.sqlite_storage import SQLiteStorage
+
+    runs = {r["name"]: r for r in SQLiteStorage.get_run_records(project)}
+    assert set(runs) == {"seed-0-a", "seed-0-b"}
+    for run in runs.values():
+        (trace,) = traces_of(project, run)
+        assert len(trace["spans"]) == 2
+        logged = SQLiteStorage.get_logs(project, run["name"], run_id=run["id"])
+        assert [r["rollout/reward"] for r in logged if "rollout/reward" in r] == [1.0]
+    with closing(sqlite3.connect(trackio_dir / f"{project}.db")) as db:
+        assert db.execute("SELECT COUNT(*) FROM otel_spans").fetchone() == (4,)
+
+
+def test_a_span_reusing_a_stored_key_with_other_content_is_rejected_and_counted(
+    endpoint, trackio_dir, project
+):
+    """Within a run, a second span under a stored span's ids is not silently dropped: the
+    export's partial success counts it and names the ids; a retry of the stored span is
+    answered as plain success and stored once."""
+    first = new_span("first")
+    impostor = PbSpan()
+    impostor.CopyFrom(first)
+    impostor.name = "other"
+    with grpc.insecure_channel(endpoint) as channel:
+        stub = trace_service_pb2_grpc.TraceServiceStub(channel)
+        assert not stub.Export(_request(project, [first])).HasField("partial_success")
+        retry = stub.Export(_request(project, [first]))
+        assert not retry.HasField("partial_success")
+        answer = stub.Export(_request(project, [impostor, new_span("fine")]))
+    assert answer.partial_success.rejected_spans == 1
+    assert first.span_id.hex() in answer.partial_success.error_message
+    with closing(sqlite3.connect(trackio_dir / f"{project}.db")) as db:
+        names = db.execute("SELECT name FROM otel_spans ORDER BY name").fetchall()
+    assert names == [("fine",), ("first",)]
+    assert {t["key"] for t in traces_of(project)} == {"first", "fine"}
