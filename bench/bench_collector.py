@@ -56,6 +56,7 @@ SPANS_PER_TRACE = 4
 # Marker bytes never produced by the ASCII payload; each request overwrites them.
 TRACE_MARK = b"\xfe\xed\xfa\xce\xca\xfe\xba\xbe"  # last 8 of 16 trace-id bytes
 SPAN_MARK = b"\xde\xad\xbe\xef"  # first 4 of 8 span-id bytes
+LONG_SPANS, LONG_PER_REQUEST = 2000, 8
 
 
 # --- Requests ---------------------------------------------------------------------------------
@@ -206,8 +207,8 @@ def _span(trace: int, index: int, parent: int | None, t0: int) -> Span:
     return span
 
 
-def template(spans_per_request: int) -> bytes:
-    """One serialized request of ``spans_per_request`` spans (whole traces of four)."""
+def _request(spans: list[Span]) -> ExportTraceServiceRequest:
+    """A request of these spans from the bench's agent process."""
     request = ExportTraceServiceRequest()
     rs = request.resource_spans.add()
     for k, v in {
@@ -224,14 +225,42 @@ def template(spans_per_request: int) -> bytes:
     scope_spans = rs.scope_spans.add()
     scope_spans.scope.name = "opentelemetry.instrumentation.openai_v2"
     scope_spans.scope.version = "2.3b0"
+    scope_spans.spans.extend(spans)
+    return request
+
+
+def template(spans_per_request: int) -> bytes:
+    """One serialized request of ``spans_per_request`` spans (whole traces of four)."""
     t0 = time.time_ns()
-    for trace in range(spans_per_request // SPANS_PER_TRACE):
+    spans = [
         # Children end first, so they are exported before their parent.
-        for index, parent in ((3, 0), (1, 0), (2, 0), (0, None)):
-            scope_spans.spans.append(_span(trace, index, parent, t0 + trace * 10**9))
-    raw = request.SerializeToString()
+        _span(trace, index, parent, t0 + trace * 10**9)
+        for trace in range(spans_per_request // SPANS_PER_TRACE)
+        for index, parent in ((3, 0), (1, 0), (2, 0), (0, None))
+    ]
+    raw = _request(spans).SerializeToString()
     assert raw.count(TRACE_MARK) == spans_per_request, "trace marker collides with payload"
     return raw
+
+
+def long_trace(number: int, spans: int, per_request: int) -> list[bytes]:
+    """One agent session of ``spans`` spans (a root, then chat and tool calls under it),
+    exported ``per_request`` at a time with the root last, as the batch processor sends a
+    session that runs for minutes. ``number`` makes its ids its own."""
+    t0 = time.time_ns()
+    trace = 1_000_000 + number  # the template's traces are 0, 1, ...
+    root = _span(trace, 0, None, t0)
+    order = []
+    for i in range(1, spans):
+        span = _span(trace, 1 + i % 3, 0, t0 + i * 1_000_000)
+        span.span_id = struct.pack(">Q", 1 << 62 | number << 32 | i)
+        span.parent_span_id = root.span_id
+        order.append(span)
+    order.append(root)
+    return [
+        _request(order[i : i + per_request]).SerializeToString()
+        for i in range(0, spans, per_request)
+    ]
 
 
 class Requests:
@@ -441,13 +470,56 @@ def baseline(requests: Requests, seconds: float, db_path: Path) -> float:
     return done / elapsed
 
 
+# --- Long traces ------------------------------------------------------------------------------
+def send_in_turn(target: str, requests: list[bytes]) -> float:
+    """Seconds one client takes to export ``requests`` one after the other."""
+    with grpc.insecure_channel(target) as channel:
+        export = channel.unary_unary(
+            EXPORT, response_deserializer=ExportTraceServiceResponse.FromString
+        )
+        started = time.perf_counter()
+        for raw in requests:
+            export(raw, timeout=60)
+        return time.perf_counter() - started
+
+
+def long_trace_ratio(trackio_dir: Path, writers: int | None, rounds: int) -> list[float]:
+    """Per round: the time a 2,000-span trace takes, 8 spans per request, over the time
+    the same number of 8-span requests of short 4-span traces take (interleaved)."""
+    collector = CollectorProcess(trackio_dir, max_queue_mib=32, writers=writers)
+    short = Requests(LONG_PER_REQUEST)
+    ratios = []
+    try:
+        send_in_turn(collector.target, [short.next() for _ in range(20)])  # warm up
+        for n in range(rounds):
+            long_requests = long_trace(n, LONG_SPANS, LONG_PER_REQUEST)
+            short_s = send_in_turn(collector.target, [short.next() for _ in long_requests])
+            long_s = send_in_turn(collector.target, long_requests)
+            ratios.append(long_s / short_s)
+            print(
+                f"  round {n}: {len(long_requests)} requests of {LONG_PER_REQUEST} spans: "
+                f"long trace {long_s:.2f}s, short traces {short_s:.2f}s"
+            )
+    finally:
+        collector.stop()
+    with sqlite3.connect(trackio_dir / f"{PROJECT}.db") as db:
+        whole = db.execute(
+            "SELECT COUNT(*) FROM traces WHERE json_extract(metadata, '$.span_count') = ?",
+            (LONG_SPANS,),
+        ).fetchone()[0]
+    assert whole == rounds, f"{whole} of {rounds} long traces landed whole"
+    return ratios
+
+
 # --- Phases ------------------------------------------------------------------------------------
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument(
-        "--phases", default="0abc", help="0=baseline a=throughput b=latency c=overload"
+        "--phases",
+        default="0abcl",
+        help="0=baseline a=throughput b=latency c=overload l=long traces",
     )
     parser.add_argument("--seconds", type=float, default=10.0, help="per phase (default 10)")
     parser.add_argument("--spans-per-request", type=int, default=512)
@@ -543,6 +615,14 @@ def main() -> int:
             f"{elapsed:.1f}s: peak RSS {max(peak):.0f} MiB, "
             f"{tally.ok_spans / elapsed:,.0f} spans/s OK, refused {tally.refused} of "
             f"{attempts} requests ({tally.retry_info} with RetryInfo), errors={tally.errors}"
+        )
+
+    if "l" in args.phases:
+        ratios = long_trace_ratio(work / "long", args.writers, rounds=2)
+        print(
+            f"L long trace  {LONG_SPANS} spans, {LONG_PER_REQUEST} per request, against short "
+            f"4-span traces in as many requests: time per span "
+            f"{min(ratios):.2f}-{max(ratios):.2f}x (goal <= 1.5x); each landed whole"
         )
 
     if not args.keep:

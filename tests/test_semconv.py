@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import pytest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
@@ -103,10 +104,12 @@ def chat(trace: int) -> Span:
 def rollout_rows(project: str) -> list[dict]:
     run = only_run(project)
     logs = SQLiteStorage.get_logs(project, run["name"], run_id=run["id"])
-    return sorted((r for r in logs if "rollout/reward" in r), key=lambda r: r["rollout/reward"])
+    return [r for r in logs if "rollout/count" in r]
 
 
-def test_rollout_rewards_land_as_metrics_at_the_trace_step(endpoint, project):
+def test_rollouts_land_as_one_statistics_row_per_step(endpoint, project):
+    """Two rollouts of one group at step 7, the second one's root in a later request:
+    one metrics row at step 7 sums both up (TRL's statistics), whatever came first."""
     first = request(
         project,
         rollout(1, 0.75, **{
@@ -117,7 +120,7 @@ def test_rollout_rewards_land_as_metrics_at_the_trace_step(endpoint, project):
         }),
         chat(1),
         chat(2),  # the second rollout's root comes later
-        span(3, 1, None, "agent run", **{semconv.STEP: 7}),  # no reward: no metrics row
+        span(3, 1, None, "agent run", **{semconv.STEP: 7}),  # no reward: not a rollout
     )  # fmt: skip
     late = request(project, rollout(2, -0.25, **{semconv.ROLLOUT_ADVANTAGE: -0.6}))
     with grpc.insecure_channel(endpoint) as channel:
@@ -125,16 +128,29 @@ def test_rollout_rewards_land_as_metrics_at_the_trace_step(endpoint, project):
         for req in (first, late, first, late):  # a retried export changes nothing
             assert not stub.Export(req).HasField("partial_success")
 
-    low, high = rollout_rows(project)
-    assert {k: v for k, v in high.items() if k.startswith("rollout/")} == {
-        "rollout/reward": 0.75,
-        "rollout/reward/format": 1.0,
-        "rollout/reward/correct": 0.5,
-        "rollout/advantage": 0.41,
-    }
-    assert (low["rollout/reward"], low["rollout/advantage"]) == (-0.25, -0.6)
-    assert high["step"] == low["step"] == 7
+    (row,) = rollout_rows(project)
+    stats = {k: v for k, v in row.items() if k.startswith("rollout/")}
+    spread = 0.7071067811865476  # the sample std of 0.75 and -0.25, as TRL's nanstd
+    assert stats == pytest.approx({
+        "rollout/count": 2,
+        "rollout/reward": 0.25,
+        "rollout/reward_std": spread,
+        "rollout/reward_min": -0.25,
+        "rollout/reward_max": 0.75,
+        "rollout/rewards/format/mean": 1.0,
+        "rollout/rewards/format/std": 0.0,
+        "rollout/rewards/correct/mean": 0.5,
+        "rollout/rewards/correct/std": 0.0,
+        "rollout/advantage/mean": -0.095,
+        "rollout/advantage/std": 0.7141778489984715,
+        "rollout/advantage/min": -0.6,
+        "rollout/advantage/max": 0.41,
+        "rollout/group_reward_std": spread,
+        "rollout/frac_reward_zero_std": 0.0,
+    })  # fmt: skip
+    assert row["step"] == 7
     rolled = [t for t in traces_of(project) if t["metadata"].get("rollout.reward") is not None]
+    assert sorted(t["metadata"]["rollout.reward"] for t in rolled) == [-0.25, 0.75]
     assert sorted(t["metadata"]["rollout.group_id"] for t in rolled) == ["prompt-0"] * 2
 
 
@@ -146,4 +162,4 @@ def test_rollout_without_step_uses_its_trace_step(endpoint, project):
     (row,) = rollout_rows(project)
     trace = next(t for t in traces_of(project) if t["metadata"].get("rollout.reward") == 1)
     assert row["step"] == trace["step"] == 1
-    assert row["rollout/reward"] == 1
+    assert (row["rollout/reward"], row["rollout/count"]) == (1, 1)

@@ -227,7 +227,7 @@ def test_seeded_runs_that_reuse_every_id_both_land_whole(trackio_dir, store, pro
         (trace,) = traces_of(project, run)
         assert len(trace["spans"]) == 2
         logged = SQLiteStorage.get_logs(project, run["name"], run_id=run["id"])
-        assert [r["rollout/reward"] for r in logged if "rollout/reward" in r] == [1.0]
+        assert [r["rollout/reward"] for r in logged if "rollout/count" in r] == [1.0]
     with closing(sqlite3.connect(trackio_dir / f"{project}.db")) as db:
         assert db.execute("SELECT COUNT(*) FROM otel_spans").fetchone() == (4,)
 
@@ -254,3 +254,51 @@ def test_a_span_reusing_a_stored_key_with_other_content_is_rejected_and_counted(
         names = db.execute("SELECT name FROM otel_spans ORDER BY name").fetchall()
     assert names == [("fine",), ("first",)]
     assert {t["key"] for t in traces_of(project)} == {"first", "fine"}
+
+
+def test_a_steps_rollouts_sent_apart_through_two_writers_give_one_statistics_row(
+    trackio_dir, project
+):
+    """Eight rollouts of step 3 in two groups, each rollout's root and generation sent as
+    requests of their own, shuffled, through two writer processes, after the step's own
+    training span: one row at step 3 with the statistics of all eight."""
+    rewards = [0.0, 1.0, 1.0, 0.5, 0.25, 0.25, 0.25, 0.25]
+    spans = [new_span("trackio.train.step")]
+    spans[0].attributes.add(key="trackio.step").value.int_value = 3
+    for i, reward in enumerate(rewards):
+        root = new_span("trackio.rollout")
+        for key, value in {
+            "trackio.step": 3,
+            "trackio.rollout.group_id": f"g{i // 4}",
+            "trackio.rollout.reward": reward,
+            "trackio.rollout.reward.correct": reward * 2,
+        }.items():
+            attr = root.attributes.add(key=key)
+            if isinstance(value, str):
+                attr.value.string_value = value
+            elif isinstance(value, int):
+                attr.value.int_value = value
+            else:
+                attr.value.double_value = value
+        spans += [root, new_span("chat", trace=root.trace_id, parent=root.span_id)]
+    first, rest = spans[0], spans[1:]
+    random.Random(3).shuffle(rest)
+    pool = WriterPool(trackio_dir, processes=2).start()
+    try:
+        pool.submit("traces", _request(project, [first]).SerializeToString()).result(60)
+        futures = [pool.submit("traces", _request(project, [s]).SerializeToString()) for s in rest]
+        for future in futures:
+            future.result(timeout=60)
+    finally:
+        pool.close()
+    from trackio.sqlite_storage import SQLiteStorage
+
+    (run,) = SQLiteStorage.get_run_records(project)
+    logged = SQLiteStorage.get_logs(project, run["name"], run_id=run["id"])
+    (row,) = [r for r in logged if "rollout/count" in r]
+    assert row["step"] == 3
+    assert row["rollout/count"] == 8
+    assert row["rollout/reward"] == pytest.approx(sum(rewards) / 8)
+    assert row["rollout/reward_max"] == 1.0 and row["rollout/reward_min"] == 0.0
+    assert row["rollout/rewards/correct/mean"] == pytest.approx(sum(rewards) / 4)
+    assert row["rollout/frac_reward_zero_std"] == 0.5  # the second group's rewards are equal

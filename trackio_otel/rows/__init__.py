@@ -5,14 +5,15 @@
 Translation turns an OTLP request into records (``translate.model.Batch``); this stage
 turns records into table rows and owns everything about Trackio trace rows: each span's
 view (``views``), their assembly into one row per trace (``trace``), step numbering,
-media placement, the training-step policy, search text and rollout metrics. The store
+media placement, the training-step policy, search text and rollout statistics
+(``rollouts``). The store
 then commits rows and knows no convention.
 
 Assembly is incremental. A span is translated once, when it arrives, and its view is
 stored with it; a trace's row is made by merging its stored views, inside the commit, so
 it reflects every span any writer committed before, in any order. Merging is cheap but
 grows with the trace, so a long trace is not merged on every arrival: its row is made
-again when its root arrives, while it is small, and each time it grew by a quarter
+again when its root arrives, while it is small, and each time it doubled
 (amortised, a constant number of merges per span); in between its row lags and its state
 says so (``dirty``), and ``settle`` brings every lagging row up to date when the writer
 is idle.
@@ -25,7 +26,9 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from trackio_otel.rows import records, trace
+import orjson
+
+from trackio_otel.rows import records, rollouts, trace
 from trackio_otel.rows import views as span_views
 from trackio_otel.rows.views import View
 from trackio_otel.store import Row, RunRow, Write
@@ -41,8 +44,9 @@ GENAI_EVENTS = "gen_ai."
 logs of a trace are kept in ``otel_logs`` but do not change its Trackio row."""
 SMALL_TRACE = 32
 """Traces up to this many spans are merged again on every arrival."""
-GROWTH = 1.25
-"""A larger trace is merged again once it holds this many times the spans of its row."""
+GROWTH = 2.0
+"""A larger trace is merged again once it holds this many times the spans of its row
+(1.25 merged ~5 times as many spans as the trace holds, 2 about twice)."""
 SETTLE_TRACES = 64
 """Lagging traces brought up to date per ``settle`` transaction (keeps the lock short)."""
 
@@ -223,8 +227,9 @@ def _span_key(s: Span) -> SpanKey:
 
 
 def _row_key(row: Any) -> SpanKey:
-    get = row.__getitem__ if isinstance(row, dict) else row._mapping.__getitem__
-    return (get("trace_id"), get("run_id"), get("span_id"))
+    if isinstance(row, dict):
+        return (row["trace_id"], row["run_id"], row["span_id"])
+    return (row.trace_id, row.run_id, row.span_id)
 
 
 def _view_row(key: SpanKey, v: View) -> Row:
@@ -345,12 +350,12 @@ def _merge(
         return
     steps = tx.trace_steps(records.trace_row_id(a.run_id, a.trace_id) for a, _ in assembled)
     next_step: dict[str, int] = {}
-    trace_rows, rollouts = [], []
+    trace_rows = []
+    rollout_steps: dict[tuple[str, int], str] = {}  # (run_id, step) → run_name
     files: dict[str, MediaFile] = {}
     for a, run_name in sorted(assembled, key=lambda x: (x[0].start_ns, x[0].trace_id)):
-        step = (
-            a.step if a.step is not None else steps.get(records.trace_row_id(a.run_id, a.trace_id))
-        )
+        before = steps.get(records.trace_row_id(a.run_id, a.trace_id))
+        step = a.step if a.step is not None else before
         if step is None:  # the per-run rule: the run's next trace number
             if a.run_id not in next_step:
                 top = tx.last_trace_step(a.run_id)
@@ -360,8 +365,34 @@ def _merge(
         if a.media:  # rare: the files' names need the step
             trace.place_media(a, project, run_name, step, files)
         trace_rows.append(records.trace_row(a, run_name, step))
-        if a.scalars:
-            rollouts.append(records.rollout_row(a, run_name, step))
+        if rollouts.is_rollout(a.metadata):
+            rollout_steps[(a.run_id, step)] = run_name
+            if before is not None and before != step:  # moved: its old step loses it
+                rollout_steps[(a.run_id, before)] = run_name
     tx.write_media((f.path, f.data) for f in files.values())
     tx.upsert("traces", trace_rows)
-    tx.upsert("metrics", rollouts)
+    statistics = [_rollout_statistics(tx, *k, name) for k, name in rollout_steps.items()]
+    stale = tx.existing_metrics(r["log_id"] for r in statistics if r["metrics"] is None)
+    tx.upsert(
+        "metrics",
+        [
+            r if r["metrics"] is not None else {**r, "metrics": '{"rollout/count":0}'}
+            for r in statistics
+            if r["metrics"] is not None or r["log_id"] in stale
+        ],
+    )
+
+
+def _rollout_statistics(tx: Tx, run_id: str, step: int, run_name: str) -> Row:
+    """The step's statistics row, from every trace row of the step as now committed
+    (``metrics`` None: the step holds no rollout now)."""
+    found = [
+        (timestamp, meta)
+        for timestamp, raw in tx.traces_at(run_id, step)
+        if rollouts.is_rollout(meta := orjson.loads(raw))
+    ]
+    first = min((timestamp for timestamp, _ in found), default=pdata.iso(pdata.now_nano()))
+    row = records.rollout_statistics_row(
+        run_id, run_name, step, first, rollouts.statistics_of([meta for _, meta in found])
+    )
+    return row if found else {**row, "metrics": None}

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 
 from trackio_otel.rows.trace import Assembled, search_text
+from trackio_otel.rows.views import dumps
 from trackio_otel.translate import pdata
 from trackio_otel.translate.identity import digest
 from trackio_otel.translate.model import Log, Point, Resource, Run, Scalars, Span
@@ -27,13 +28,13 @@ def _origin(run: Run, resource_id: str, scope_name: str, scope_version: str) -> 
 
 
 def _json_list(items: list[Any]) -> str:
-    return pdata.dumps(items) if items else "[]"  # most spans have no events or links
+    return dumps(items) if items else "[]"  # most spans have no events or links
 
 
 def resource_row(r: Resource) -> dict[str, Any]:
     return {
         "resource_id": r.id,
-        "attributes": pdata.dumps(r.attributes),
+        "attributes": dumps(r.attributes),
         "schema_url": r.schema_url,
     }
 
@@ -51,7 +52,7 @@ def span_row(s: Span) -> dict[str, Any]:
         "duration_ms": (s.end_ns - s.start_ns) / 1e6 if s.end_ns >= s.start_ns else None,
         "status_code": s.status_code,
         "status_message": s.status_message,
-        "attributes": pdata.dumps(s.attributes),
+        "attributes": dumps(s.attributes),
         "events": _json_list(s.events),
         "links": _json_list(s.links),
         "trace_state": s.trace_state,
@@ -68,8 +69,8 @@ def log_row(log: Log) -> dict[str, Any]:
         "severity_number": log.severity_number,
         "severity_text": log.severity_text,
         "event_name": log.event_name,
-        "body": pdata.dumps(log.body),
-        "attributes": pdata.dumps(log.attributes),
+        "body": dumps(log.body),
+        "attributes": dumps(log.attributes),
         "trace_id": log.trace_id,
         "span_id": log.span_id,
         **_origin(log.run, log.resource_id, log.scope_name, log.scope_version),
@@ -85,7 +86,7 @@ def point_row(pt: Point) -> dict[str, Any]:
         "type": pt.type,
         "temporality": pt.temporality,
         "is_monotonic": pt.is_monotonic,
-        "attributes": pdata.dumps(pt.attributes),
+        "attributes": dumps(pt.attributes),
         "start_time_unix_nano": pt.start_ns,
         "time_unix_nano": pt.time_ns,
         "timestamp": pdata.iso(pt.time_ns or pdata.now_nano()),
@@ -94,7 +95,7 @@ def point_row(pt: Point) -> dict[str, Any]:
         "sum": pt.sum,
         "min": pt.min,
         "max": pt.max,
-        "buckets": pdata.dumps(pt.buckets) if pt.buckets is not None else None,
+        "buckets": dumps(pt.buckets) if pt.buckets is not None else None,
         **_origin(pt.run, pt.resource_id, pt.scope_name, pt.scope_version),
     }
 
@@ -104,7 +105,7 @@ def scalars_row(s: Scalars) -> dict[str, Any]:
     row = {
         **run_cols(s.run),
         "timestamp": pdata.iso(s.time_ns or pdata.now_nano()),
-        "metrics": pdata.dumps(s.values),
+        "metrics": dumps(s.values),
         "log_id": s.log_id,
     }
     if s.step is not None:
@@ -140,24 +141,27 @@ def trace_row(a: Assembled, run_name: str, step: int) -> dict[str, Any]:
         "step": step,
         "key": a.key,
         "trace_index": None,
-        "messages": pdata.dumps(a.messages),
-        "metadata": pdata.dumps(a.metadata),
-        "spans": pdata.dumps(a.spans),
+        "messages": dumps(a.messages),
+        "metadata": dumps(a.metadata),
+        "spans": dumps(a.spans),
         "log_id": row_id,
         "space_id": None,
         "search_text": search_text(a),
     }
 
 
-def rollout_row(a: Assembled, run_name: str, step: int) -> dict[str, Any]:
-    """A rollout's reward and advantage as a Trackio ``metrics`` row at its trace's step."""
+def rollout_statistics_row(
+    run_id: str, run_name: str, step: int, timestamp: str, values: dict[str, Any]
+) -> dict[str, Any]:
+    """The ``metrics`` row of a step's rollout statistics (``rows.rollouts``): one per run
+    and step, rewritten under its ``log_id`` as more rollouts of the step arrive."""
     return {
-        "run_id": a.run_id,
+        "run_id": run_id,
         "run_name": run_name,
-        "timestamp": pdata.iso(a.start_ns or pdata.now_nano()),
+        "timestamp": timestamp,
         "step": step,
-        "metrics": pdata.dumps(a.scalars),
-        "log_id": digest(a.run_id, a.trace_id, "rollout"),
+        "metrics": dumps(values),
+        "log_id": digest(run_id, step, "rollout statistics"),
     }
 
 

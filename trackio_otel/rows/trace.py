@@ -14,15 +14,9 @@ from typing import Any
 
 from trackio_otel import semconv
 from trackio_otel.rows.views import SESSION_ATTRIBUTES, USER_ATTRIBUTES, View
-from trackio_otel.translate import pdata
 from trackio_otel.translate.conventions import media
 from trackio_otel.translate.conventions import messages as msgs
 
-ROLLOUT_SCALARS = {
-    semconv.ROLLOUT_REWARD: "rollout/reward",
-    semconv.ROLLOUT_ADVANTAGE: "rollout/advantage",
-}
-"""Rollout attributes that also become step metrics, and their Trackio keys."""
 SEARCHABLE_SPAN_FIELDS = ("id", "name", "kind", "model", "status", "error", "metadata")
 
 
@@ -64,8 +58,6 @@ class Assembled:
     messages: list[dict[str, Any]]
     metadata: dict[str, Any]
     spans: list[dict[str, Any]]
-    scalars: dict[str, float | str]
-    """Rollout reward/advantage as Trackio metric keys, logged at the trace's step."""
     media: bool
 
 
@@ -97,23 +89,8 @@ def assemble(trace_id: str, run_id: str, views: list[View]) -> Assembled | None:
         messages=conversation(views),
         metadata=_metadata(trace_id, views, first_root),
         spans=[v.to_trackio(ids[v.span_id], ids.get(v.parent_id or "")) for v in views],
-        scalars=rollout_scalars(first_root),
         media=any(v.media for v in views),
     )
-
-
-def rollout_scalars(views: list[View]) -> dict[str, float | str]:
-    """``trackio.rollout.reward`` → ``rollout/reward``, ``.reward.<name>`` →
-    ``rollout/reward/<name>``, ``.advantage`` → ``rollout/advantage``; earlier views win."""
-    out: dict[str, float | str] = {}
-    for v in views:
-        for name, value in v.trackio.items():
-            key = ROLLOUT_SCALARS.get(name)
-            if key is None and name.startswith(semconv.ROLLOUT_REWARD_PREFIX):
-                key = "rollout/reward/" + name[len(semconv.ROLLOUT_REWARD_PREFIX) :]
-            if key is not None and isinstance(value, (int, float)) and not isinstance(value, bool):
-                out.setdefault(key, pdata.json_number(value))
-    return out
 
 
 def place_media(
