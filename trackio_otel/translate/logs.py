@@ -11,7 +11,7 @@ from typing import Any
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
 from trackio_otel import semconv
-from trackio_otel.translate import pdata
+from trackio_otel.translate import pdata, steps
 from trackio_otel.translate.identity import digest, resource_of, run_for
 from trackio_otel.translate.model import Batch, Log, Scalars
 
@@ -80,12 +80,14 @@ def from_request(request: ExportLogsServiceRequest) -> Batch:
                     if not isinstance(body, dict):
                         batch.warn(where, "body of a trackio.log event must be a map of scalars")
                         continue
+                    if why := steps.error(attrs.get(semconv.STEP)):
+                        batch.warn(where, f"{why}; its scalars are not logged")
+                        continue
                     batch.scalars.append(_scalars(log, body))
     return batch
 
 
 def _scalars(log: Log, body: dict[str, Any]) -> Scalars:
-    step = log.attributes.get(semconv.STEP)
     values = {
         (f"__{k}" if k in _RESERVED_KEYS or k.startswith("__") else k): v for k, v in body.items()
     }
@@ -94,5 +96,5 @@ def _scalars(log: Log, body: dict[str, Any]) -> Scalars:
         run=log.run,
         time_ns=log.time_ns or log.observed_ns,
         values=values,
-        step=int(step) if isinstance(step, (int, float)) else None,
+        step=steps.of(log.attributes.get(semconv.STEP)),
     )

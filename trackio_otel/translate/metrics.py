@@ -22,7 +22,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
 
 from trackio_otel import semconv
-from trackio_otel.translate import pdata
+from trackio_otel.translate import pdata, steps
 from trackio_otel.translate.identity import digest, resource_of, run_for
 from trackio_otel.translate.model import Batch, Point, Run, Scalars
 
@@ -115,6 +115,7 @@ _TRAILING_INT = re.compile(r"(\d+)$")
 
 def from_request(request: ExportMetricsServiceRequest) -> Batch:
     batch = Batch()
+    scalar_points: list[Point] = []  # the points whose step, if any, is a step
     for i, resource_metrics in enumerate(request.resource_metrics):
         resource = resource_of(resource_metrics.resource, resource_metrics.schema_url)
         try:
@@ -126,13 +127,18 @@ def from_request(request: ExportMetricsServiceRequest) -> Batch:
                         batch.reject(f"resource_metrics[{i}].scope_metrics[{j}]", str(exc))
             continue
         batch.resources[resource.id] = resource
-        for scope_metrics in resource_metrics.scope_metrics:
-            for metric in scope_metrics.metrics:
-                for point in _points(metric, run, resource.id):
+        for j, scope_metrics in enumerate(resource_metrics.scope_metrics):
+            for m, metric in enumerate(scope_metrics.metrics):
+                for n, point in enumerate(_points(metric, run, resource.id)):
                     point.scope_name = scope_metrics.scope.name
                     point.scope_version = scope_metrics.scope.version
                     batch.points.append(point)
-    batch.scalars.extend(scalar_rows(batch.points))
+                    if why := steps.error(point.attributes.get(semconv.STEP)):
+                        where = f"resource_metrics[{i}].scope_metrics[{j}].metrics[{m}]"
+                        batch.warn(f"{where}.data_points[{n}]", f"{why}; it makes no metrics row")
+                    else:
+                        scalar_points.append(point)
+    batch.scalars.extend(scalar_rows(scalar_points))
     return batch
 
 
@@ -202,7 +208,9 @@ def scalar_rows(points: list[Point]) -> list[Scalars]:
     """Group points into one row per (run, step or collection time)."""
     groups: dict[tuple[str, int | None, int], list[Point]] = defaultdict(list)
     for point in points:
-        groups[(point.run.run_id, _step(point.attributes), point.time_ns)].append(point)
+        groups[
+            (point.run.run_id, steps.of(point.attributes.get(semconv.STEP)), point.time_ns)
+        ].append(point)
     rows = []
     for (_, step, time_ns), members in groups.items():
         values = _values(members)
@@ -210,11 +218,6 @@ def scalar_rows(points: list[Point]) -> list[Scalars]:
             log_id = digest(*sorted(p.uid for p in members))
             rows.append(Scalars(log_id, members[0].run, time_ns, values, step))
     return rows
-
-
-def _step(attrs: dict[str, Any]) -> int | None:
-    step = attrs.get(semconv.STEP)
-    return int(step) if isinstance(step, (int, float)) and not isinstance(step, bool) else None
 
 
 def _values(points: list[Point]) -> dict[str, Any]:

@@ -7,7 +7,8 @@ from typing import Any
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
 
-from trackio_otel.translate import pdata
+from trackio_otel import semconv
+from trackio_otel.translate import pdata, steps
 from trackio_otel.translate.identity import resource_of, run_for
 from trackio_otel.translate.model import Batch, Span
 
@@ -45,6 +46,11 @@ def from_request(request: ExportTraceServiceRequest) -> Batch:
                     batch.reject(f"resource_spans[{i}].scope_spans[{j}].spans[{k}]", error)
                     continue
                 status = span.status
+                attrs = pdata.attributes(span.attributes)
+                if semconv.STEP in attrs and (why := steps.error(attrs[semconv.STEP])):
+                    batch.warn(
+                        f"resource_spans[{i}].scope_spans[{j}].spans[{k}]", f"{why}; ignored"
+                    )
                 batch.spans.append(
                     Span(
                         run=run,
@@ -58,7 +64,7 @@ def from_request(request: ExportTraceServiceRequest) -> Batch:
                         end_ns=span.end_time_unix_nano,
                         status_code=status.code,
                         status_message=status.message,
-                        attributes=pdata.attributes(span.attributes),
+                        attributes=attrs,
                         events=_events(span),
                         links=_links(span),
                         scope_name=scope_name,
