@@ -54,10 +54,16 @@ def digest(*parts: object) -> str:
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
+canonical = pdata.json_encoder(
+    separators=(",", ":"), ensure_ascii=False, allow_nan=False, sort_keys=True
+)
+"""JSON with every map in key order, for ids: OTLP attributes and kvlists are maps, and a
+relay may reorder them, so an id must not depend on the order they arrive in."""
+
+
 def resource_of(pb: PbResource, schema_url: str) -> Resource:
     attrs = pdata.attributes(pb.attributes)
-    rid = digest(pdata.dumps(sorted(attrs.items(), key=lambda kv: kv[0])), schema_url)
-    return Resource(rid, attrs, schema_url)
+    return Resource(digest(canonical(attrs), schema_url), attrs, schema_url)
 
 
 def run_for(attrs: dict[str, Any]) -> Run:

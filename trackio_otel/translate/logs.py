@@ -12,7 +12,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 
 from trackio_otel import semconv
 from trackio_otel.translate import pdata, steps
-from trackio_otel.translate.identity import digest, resource_of, run_for
+from trackio_otel.translate.identity import canonical, digest, resource_of, run_for
 from trackio_otel.translate.model import Batch, Log, Scalars
 
 # Trackio renames these metric keys (run.py), so do we.
@@ -56,8 +56,8 @@ def from_request(request: ExportLogsServiceRequest) -> Batch:
                     span_id,
                     event_name,
                     record.severity_number,
-                    pdata.dumps(body),
-                    pdata.dumps(attrs),
+                    canonical(body),
+                    canonical(attrs),
                 )
                 log = Log(
                     uid=uid,

@@ -23,7 +23,7 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
 
 from trackio_otel import semconv
 from trackio_otel.translate import pdata, steps
-from trackio_otel.translate.identity import digest, resource_of, run_for
+from trackio_otel.translate.identity import canonical, digest, resource_of, run_for
 from trackio_otel.translate.model import Batch, Point, Run, Scalars
 
 GIB = float(1 << 30)
@@ -161,7 +161,7 @@ def _points(metric: Metric, run: Run, resource_id: str) -> list[Point]:
             uid=digest(
                 resource_id,
                 metric.name,
-                pdata.dumps(attrs),
+                canonical(attrs),
                 dp.start_time_unix_nano,
                 dp.time_unix_nano,
             ),
