@@ -19,11 +19,11 @@ from typing import Any
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
-from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
+from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric, ResourceMetrics
 
 from trackio_otel import semconv
 from trackio_otel.translate import pdata, steps
-from trackio_otel.translate.identity import canonical, digest, resource_of, run_for
+from trackio_otel.translate.identity import canonical, digest, placed
 from trackio_otel.translate.model import Batch, Point, Run, Scalars
 
 GIB = float(1 << 30)
@@ -116,17 +116,9 @@ _TRAILING_INT = re.compile(r"(\d+)$")
 def from_request(request: ExportMetricsServiceRequest) -> Batch:
     batch = Batch()
     scalar_points: list[Point] = []  # the points whose step, if any, is a step
-    for i, resource_metrics in enumerate(request.resource_metrics):
-        resource = resource_of(resource_metrics.resource, resource_metrics.schema_url)
-        try:
-            run = run_for(resource.attributes)
-        except ValueError as exc:
-            for j, scope_metrics in enumerate(resource_metrics.scope_metrics):
-                for metric in scope_metrics.metrics:
-                    for _ in _data_points(metric):
-                        batch.reject(f"resource_metrics[{i}].scope_metrics[{j}]", str(exc))
-            continue
-        batch.resources[resource.id] = resource
+    for i, resource_metrics, resource, run in placed(
+        batch, request.resource_metrics, "resource_metrics", _point_count
+    ):
         for j, scope_metrics in enumerate(resource_metrics.scope_metrics):
             for m, metric in enumerate(scope_metrics.metrics):
                 for n, point in enumerate(_points(metric, run, resource.id)):
@@ -142,9 +134,13 @@ def from_request(request: ExportMetricsServiceRequest) -> Batch:
     return batch
 
 
-def _data_points(metric: Metric) -> list[Any]:
-    kind = metric.WhichOneof("data")
-    return list(getattr(metric, kind).data_points) if kind else []
+def _point_count(resource_metrics: ResourceMetrics) -> int:
+    return sum(
+        len(getattr(metric, kind).data_points)
+        for scope in resource_metrics.scope_metrics
+        for metric in scope.metrics
+        if (kind := metric.WhichOneof("data"))
+    )
 
 
 def _points(metric: Metric, run: Run, resource_id: str) -> list[Point]:
