@@ -102,7 +102,7 @@ def rollout_scalars(views: list[SpanView]) -> dict[str, float | str]:
 def with_media(a: AssembledTrace, step: int, files: dict[str, media.MediaFile]) -> AssembledTrace:
     """``a`` with its inline images moved to Trackio media files of this ``step`` (added to
     ``files`` for the store to write): the step is only known once the store numbers it."""
-    prefix = f"{a.run.project}/{a.run.run_name}/{step}"
+    prefix = media.run_dir(a.run.project, a.run.run_name, step)
     return replace(
         a,
         messages=media.place(a.messages, prefix, files),
