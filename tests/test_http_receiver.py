@@ -10,7 +10,7 @@ import json
 import sqlite3
 import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import closing
 from pathlib import Path
 
@@ -31,8 +31,9 @@ from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from trackio.sqlite_storage import SQLiteStorage
 
 from tests.conftest import AGENT_ROLES, load_fixture, only_run, traces_of
@@ -315,21 +316,24 @@ def test_cors_only_for_the_configured_origin(small_collector):
     assert "access-control-allow-origin" not in other.headers
 
 
-def export_one(collector: Collector, project: str, name: str) -> SpanExportResult:
-    """One span through the stock HTTP exporter (its own retries), as an app would."""
-    results: list[SpanExportResult] = []
-
-    class Recording(HttpSpans):
-        def export(self, spans):
-            results.append(super().export(spans))
-            return results[-1]
-
+def finished_spans(project: str, name: str) -> Sequence[ReadableSpan]:
+    """One ended span of ``project``, ready for an exporter's ``export``."""
+    memory = InMemorySpanExporter()
     provider = TracerProvider(resource=Resource.create({"trackio.project": project}))
-    provider.add_span_processor(SimpleSpanProcessor(Recording(endpoint=url(collector), timeout=20)))
+    provider.add_span_processor(SimpleSpanProcessor(memory))
     with provider.get_tracer("t").start_as_current_span(name):
         pass
     provider.shutdown()
-    return results[0]
+    return memory.get_finished_spans()
+
+
+def export_one(collector: Collector, project: str, name: str) -> SpanExportResult:
+    """One span through the stock HTTP exporter (its own retries), as an app would."""
+    exporter = HttpSpans(endpoint=url(collector), timeout=20)
+    try:
+        return exporter.export(finished_spans(project, name))
+    finally:
+        exporter.shutdown()
 
 
 def span_rows(project: str, trackio_dir: Path, name: str) -> int:
