@@ -40,10 +40,8 @@ class Collector:
         )
         self.port = 0
         self.http_port: int | None = None
-        self._loop = asyncio.new_event_loop()
-        self._loop_thread = threading.Thread(
-            target=self._loop.run_forever, name="trackio-otel-io", daemon=True
-        )
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: threading.Thread | None = None
         self._grpc: Receiver | None = None
         self._http: http.HttpReceiver | None = None
         self._stopped = threading.Event()
@@ -63,6 +61,10 @@ class Collector:
         c = self.config
         tls = TLS.from_files(c.tls_cert_file, c.tls_key_file, c.tls_client_ca_file)
         check_writable(self.config)
+        self._loop = asyncio.new_event_loop()
+        self._loop_thread = threading.Thread(
+            target=self._loop.run_forever, name="trackio-otel-io", daemon=True
+        )
         self._loop_thread.start()
         try:
             self._run(self._bind(grpc_endpoint, http_endpoint, tls))
@@ -117,11 +119,11 @@ class Collector:
 
     def _shut(self, grace_s: float) -> None:
         self._stopped.set()
-        if self._loop_thread.is_alive():
+        if self._loop and self._loop_thread:
             self._run(self._stop_servers(grace_s))
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._loop_thread.join()
-        self._loop.close()
+            self._loop.close()
         self.pipeline.close()
 
     async def _stop_servers(self, grace_s: float) -> None:
@@ -129,6 +131,7 @@ class Collector:
 
     def _run(self, work: Coroutine[Any, Any, T]) -> T:
         """Run ``work`` on the event loop's thread and wait for it."""
+        assert self._loop
         return asyncio.run_coroutine_threadsafe(work, self._loop).result()
 
     def _log_start(

@@ -59,9 +59,9 @@ class CollectorConfig:
     shutdown_grace_s: float = 30.0
 
     def grpc(self) -> Endpoint:
-        return Endpoint.parse(self.endpoint, "gRPC endpoint")
+        return Endpoint.parse(self.endpoint, "--grpc-endpoint")
 
     def http(self) -> Endpoint | None:
         if self.http_endpoint in (None, "off"):
             return None
-        return Endpoint.parse(self.http_endpoint, "HTTP endpoint")
+        return Endpoint.parse(self.http_endpoint, "--http-endpoint")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import ssl
 import zlib
@@ -198,9 +199,8 @@ class HttpReceiver:
             self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             self._socket.bind((endpoint.host.strip("[]"), endpoint.port))
         except OSError as exc:
-            raise OSError(
-                f"cannot listen on {endpoint} for OTLP/HTTP: {exc.strerror or exc}"
-            ) from None
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise OSError(f"cannot listen on {endpoint} for OTLP/HTTP: {reason}") from None
         self.port = self._socket.getsockname()[1]
         self._config = uvicorn.Config(
             asgi,

@@ -23,6 +23,7 @@ codes, as the OTel exporters read them:
 from __future__ import annotations
 
 import logging
+import os
 import socket
 from collections.abc import Awaitable, Callable
 
@@ -109,15 +110,16 @@ class Receiver:
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         address = str(endpoint)
-        try:
+        check_bindable(endpoint, "OTLP/gRPC")  # gRPC's own failure says only "Failed to bind"
+        try:  # taken since the check: gRPC raises, or answers port 0
             if tls:
                 self.port = self._server.add_secure_port(address, tls.grpc_credentials())
             else:
                 self.port = self._server.add_insecure_port(address)
-        except RuntimeError:  # gRPC says only "Failed to bind"; the OS says why
+        except RuntimeError:
             self.port = 0
         if not self.port:
-            raise OSError(f"cannot listen on {address} for OTLP/gRPC: {_bind_error(endpoint)}")
+            raise OSError(f"cannot listen on {address} for OTLP/gRPC: gRPC could not bind it")
 
     async def start(self) -> None:
         await self._server.start()
@@ -130,9 +132,11 @@ class Receiver:
         await self._server.stop(grace_s)
 
 
-def _bind_error(endpoint: Endpoint) -> str:
+def check_bindable(endpoint: Endpoint, what: str) -> None:
+    """Raise ``OSError`` with the OS's reason if ``endpoint`` cannot be listened on."""
     try:
         with socket.create_server((endpoint.host.strip("[]"), endpoint.port)):
-            return "gRPC could not bind it"
+            pass
     except OSError as exc:
-        return exc.strerror or str(exc)
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise OSError(f"cannot listen on {endpoint} for {what}: {reason}") from None
