@@ -44,8 +44,6 @@ from trackio_otel.collector.pipeline import Pipeline, QueueFull, ShuttingDown
 from trackio_otel.collector.security import TLS, bearer_matches
 from trackio_otel.writer import WriteError
 
-log = logging.getLogger(__name__)
-
 CONTENT_TYPES = {"application/x-protobuf": "protobuf", "application/json": "json"}
 _WBITS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 """``deflate`` in HTTP is the zlib format (RFC 9110), which is what the exporters send."""
@@ -213,6 +211,8 @@ class HttpReceiver:
             ssl_cert_reqs=ssl.CERT_REQUIRED if tls and tls.client_ca_file else ssl.CERT_NONE,
         )
         self._config.load()
+        # uvicorn's start and stop lines would interleave with the collector's own.
+        logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
         self._server = uvicorn.Server(self._config)
         self._serving: asyncio.Task[None] | None = None
 

@@ -22,7 +22,6 @@ codes, as the OTel exporters read them:
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 from collections.abc import Awaitable, Callable
@@ -39,7 +38,6 @@ from trackio_otel.collector.pipeline import Pipeline, QueueFull, ShuttingDown
 from trackio_otel.collector.security import TLS, bearer_matches
 from trackio_otel.writer import WriteError
 
-log = logging.getLogger(__name__)
 _STATUS = {
     "invalid": grpc.StatusCode.INVALID_ARGUMENT,
     "unavailable": grpc.StatusCode.UNAVAILABLE,
