@@ -14,25 +14,58 @@ from typing import Any
 
 from trackio_otel import semconv
 from trackio_otel.rows.views import SESSION_ATTRIBUTES, USER_ATTRIBUTES, View
+from trackio_otel.translate import steps
 from trackio_otel.translate.conventions import media
 from trackio_otel.translate.conventions import messages as msgs
 
 SEARCHABLE_SPAN_FIELDS = ("id", "name", "kind", "model", "status", "error", "metadata")
 
 
+def parents(views: list[View]) -> dict[str, str | None]:
+    """Each span's parent within the trace (None: a root), with parent cycles broken.
+
+    The sender picks parent ids, so a span may name itself or a cycle may form, also
+    across requests. Each cycle is cut above its earliest span (``views`` is in
+    (start, span id) order), which depends only on the spans, not on their arrival order."""
+    span_ids = {v.span_id for v in views}
+    out = {v.span_id: v.parent_id if v.parent_id in span_ids else None for v in views}
+    order = {v.span_id: i for i, v in enumerate(views)}
+    done: set[str] = set()
+    for v in views:
+        path: dict[str, int] = {}  # the spans of this walk up, each with its position
+        node: str | None = v.span_id
+        while node is not None and node not in done:
+            if node in path:  # back at a span of this walk: a cycle from there on
+                loop = list(path)[path[node] :]
+                out[min(loop, key=order.__getitem__)] = None
+                break
+            path[node] = len(path)
+            node = out[node]
+        done.update(path)
+    return out
+
+
+def cut_parent_cycles(views: list[View]) -> None:
+    """Views whose parent is not in the trace, or closes a cycle, become roots."""
+    found = parents(views)
+    for v in views:
+        v.parent_id = found[v.span_id]
+
+
 def demote_outer_generations(views: list[View]) -> None:
     """A generation that wraps another (framework around provider) is not counted twice:
-    the innermost call keeps usage and the assistant turn."""
+    the innermost call keeps usage and the assistant turn. Runs after
+    ``cut_parent_cycles``, so every walk up ends."""
     by_id = {v.span_id: v for v in views}
     outer: set[str] = set()
     for v in views:
         if v.kind != "generation":
             continue
-        parent, hops = by_id.get(v.parent_id or ""), 0
-        while parent is not None and hops < len(views):  # hops: a parent cycle ends too
+        parent = by_id.get(v.parent_id or "")
+        while parent is not None:
             if parent.kind == "generation":
                 outer.add(parent.span_id)
-            parent, hops = by_id.get(parent.parent_id or ""), hops + 1
+            parent = by_id.get(parent.parent_id or "")
     for span_id in outer:
         v = by_id[span_id]
         v.kind = "span"
@@ -41,7 +74,7 @@ def demote_outer_generations(views: list[View]) -> None:
         v.messages_in = v.message_out = None
 
 
-TRACE_STEPS: list[Callable[[list[View]], None]] = [demote_outer_generations]
+TRACE_STEPS: list[Callable[[list[View]], None]] = [cut_parent_cycles, demote_outer_generations]
 """What needs the whole trace, in order, over views sorted by start time. A step sees
 every view of the trace each time the trace is assembled, so it must give the same
 result for the same views whatever order they arrived in."""
@@ -73,18 +106,19 @@ def assemble(trace_id: str, run_id: str, views: list[View]) -> Assembled | None:
     if not views or is_training_step(views):
         return None
     views = sorted(views, key=lambda v: (v.start_ns, v.span_id))
+    had_parent = {v.span_id for v in views if v.parent_id is not None}
     for step in TRACE_STEPS:
         step(views)
     span_ids = {v.span_id for v in views}
-    roots = [v for v in views if v.parent_id not in span_ids]
-    root = next((v for v in roots if v.parent_id is None), roots[0] if roots else views[0])
+    roots = [v for v in views if v.parent_id is None]  # a root after cut_parent_cycles
+    root = next((v for v in roots if v.span_id not in had_parent), roots[0])
     ids = _trackio_ids(views, span_ids)
     first_root = [root, *views]  # trace-level attributes: the root's win
     return Assembled(
         trace_id=trace_id,
         run_id=run_id,
         start_ns=min((v.start_ns for v in views if v.start_ns), default=0),
-        step=_int(_attr(first_root, semconv.STEP)),
+        step=steps.of(_attr(first_root, semconv.STEP)),
         key=str(_attr(first_root, semconv.TRACE_KEY) or root.name or "trace"),
         messages=conversation(views),
         metadata=_metadata(trace_id, views, first_root),
@@ -98,7 +132,7 @@ def place_media(
 ) -> None:
     """Move ``a``'s inline images to Trackio media files of this ``step`` (added to
     ``files`` for the store to write): the step is only known once the run numbers it."""
-    prefix = f"{project}/{run_name}/{step}"
+    prefix = media.run_dir(project, run_name, step)
     a.messages = media.place(a.messages, prefix, files)
     a.spans = media.place(a.spans, prefix, files)
 
@@ -215,12 +249,3 @@ def _attr(views: list[View], *names: str) -> Any:
             if value is not None:
                 return value
     return None
-
-
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None

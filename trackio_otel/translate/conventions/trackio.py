@@ -1,6 +1,6 @@
 """The trackio convention layers on any family: its attributes travel as span metadata.
 
-Trace-level meaning (step, rollout rewards) is read by ``translate.trace``; here the
+Trace-level meaning (step, rollout rewards) is read by ``rows.trace``; here the
 attributes are made visible on the span they were set on, and kept on ``SpanView.trackio``
 so the trace need not look for them among all of the span's attributes again.
 """
