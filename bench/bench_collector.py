@@ -439,6 +439,30 @@ def count_rows(trackio_dir: Path) -> tuple[int, int]:
     return spans, traces
 
 
+def disk_report(trackio_dir: Path, spans: int) -> str:
+    """Bytes per span in the project database, by table, and the WAL given back once idle."""
+    db_path = trackio_dir / f"{PROJECT}.db"
+    wal = Path(f"{db_path}-wal")
+    loaded = wal.stat().st_size if wal.exists() else 0
+    deadline = time.monotonic() + 10
+    while wal.exists() and wal.stat().st_size and time.monotonic() < deadline:
+        time.sleep(0.2)
+    idle = wal.stat().st_size if wal.exists() else 0
+    with sqlite3.connect(db_path) as db:
+        try:
+            sizes = dict(db.execute("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name"))
+        except sqlite3.OperationalError:  # SQLite built without dbstat
+            sizes = {}
+    parts = ", ".join(
+        f"{name} {sizes.get(name, 0) / spans:,.0f}"
+        for name in ("otel_spans", "traces", "idx_traces_search")
+    )
+    return (
+        f"disk: {db_path.stat().st_size / spans:,.0f} B/span (goal <= 8,192; {parts}); "
+        f"WAL {loaded / 2**20:.0f} MiB at the end of the load, {idle / 2**20:.1f} MiB once idle"
+    )
+
+
 def trackio_reader_check(trackio_dir: Path, expect_traces: int) -> str:
     """Trackio's own reader sees the traces (a page of them, fully parsed, plus the count)."""
     os.environ["TRACKIO_DIR"] = str(trackio_dir)  # read by trackio at import
@@ -559,11 +583,11 @@ def main() -> int:
         f"{os.cpu_count()} CPUs; requests of {requests.spans} spans, {len(requests.raw)} bytes "
         f"({len(requests.raw) / requests.spans:.0f} B/span); work dir {work}"
     )
-    throughput = None
+    throughput = floor = None
 
     if "0" in args.phases:
-        rate = baseline(requests, min(args.seconds, 5.0), work / "baseline.db")
-        print(f"baseline  decode→translate→sqlite3 executemany, 1 thread: {rate:,.0f} spans/s")
+        floor = baseline(requests, min(args.seconds, 5.0), work / "baseline.db")
+        print(f"baseline  decode→translate→sqlite3 executemany, 1 thread: {floor:,.0f} spans/s")
 
     if "a" in args.phases or "b" in args.phases:
         collector = CollectorProcess(trackio_dir, max_queue_mib=32, writers=args.writers)
@@ -587,6 +611,12 @@ def main() -> int:
                 if spans < tally.ok_spans or traces < tally.ok_spans // SPANS_PER_TRACE:
                     print("  MISSING ROWS: acknowledged spans are not all in the database")
                     return 1
+                if floor:
+                    print(
+                        f"  against the baseline: {throughput / floor:.2f}x "
+                        f"({throughput:,.0f} / {floor:,.0f} spans/s; goal >= 0.75x)"
+                    )
+                print("  " + disk_report(trackio_dir, spans))
             if "b" in args.phases:
                 rate = args.latency_load * (throughput or 10_000)
                 tally, elapsed = run_clients(

@@ -18,6 +18,7 @@ import fcntl
 import json
 import logging
 import os
+import sqlite3
 import threading
 import time
 from collections import namedtuple
@@ -49,6 +50,8 @@ log = logging.getLogger(__name__)
 BUSY_TIMEOUT_S = 30.0
 LOCK_TIMEOUT_S = 30.0
 SQL_IN_CHUNK = 500
+IDLE_S = 1.0
+"""A WAL nobody appended to for this long is truncated (given back to the disk)."""
 CHECKPOINT_INTERVAL_S = 0.1
 """How often a background thread copies committed WAL pages into the database, with no
 lock held. A busy collector appends ~100 MB/s to the WAL: checkpointing every second left
@@ -194,6 +197,10 @@ class _Project:
     """run_id → hash of the config row written for it (rows this process already wrote)."""
     uncheckpointed: bool = False
     """Committed since the last background checkpoint (an idle project costs nothing)."""
+    wal_path: Path = Path()
+    wal_seen: tuple[int, int] = (0, 0)
+    """The WAL's (size, mtime) when last looked at, and since when it is so."""
+    wal_since: float = 0.0
 
 
 class SQLiteStore:
@@ -275,7 +282,7 @@ class SQLiteStore:
                 target=self._checkpoint, name="trackio-otel-checkpoint", daemon=True
             )
             self._checkpointer.start()
-        return _Project(writer, reader, lock_path)
+        return _Project(writer, reader, lock_path, wal_path=Path(f"{self.db_path(project)}-wal"))
 
     def _checkpoint(self) -> None:
         """Copy committed WAL pages into the database off the commit path. PASSIVE: it
@@ -284,6 +291,7 @@ class SQLiteStore:
             with self._lock:
                 projects = list(self._projects.values())
             for p in projects:
+                self._give_back_wal(p)
                 if not p.uncheckpointed:
                     continue
                 p.uncheckpointed = False  # before: a commit from now on is seen next round
@@ -299,6 +307,37 @@ class SQLiteStore:
                     log.debug("checkpoint failed: %s", exc)
                 finally:
                     conn.close()
+
+    def _give_back_wal(self, p: _Project) -> None:
+        """Once no writer (of any process) has appended to the WAL for ``IDLE_S``, copy
+        what is left and truncate it to nothing, under the project's lock (a writer that
+        comes meanwhile waits for the lock, never for SQLite). Under load the WAL is
+        reused instead: truncating it there cost throughput (see
+        ``WAL_AUTOCHECKPOINT_PAGES``)."""
+        try:
+            st = p.wal_path.stat()
+        except FileNotFoundError:
+            return
+        seen = (st.st_size, st.st_mtime_ns)
+        now = time.monotonic()
+        if st.st_size == 0 or seen != p.wal_seen:
+            p.wal_seen, p.wal_since = seen, now
+            return
+        if now - p.wal_since < IDLE_S:
+            return
+        conn = p.reader.raw_connection()
+        try:
+            with _flock(p.lock_path, timeout_s=0):
+                db = conn.driver_connection
+                db.execute("PRAGMA busy_timeout = 100")  # a Trackio reader: try again later
+                busy, _, _ = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            if not busy:
+                p.wal_seen = (0, 0)
+        except (TimeoutError, OperationalError, sqlite3.Error) as exc:
+            log.debug("WAL not truncated yet: %s", exc)
+        finally:
+            conn.close()
 
     def _engine(self, project: str, begin: str) -> Engine:
         engine = create_engine(
@@ -335,20 +374,18 @@ def _unavailable() -> Iterator[None]:
 
 
 @contextmanager
-def _flock(path: Path) -> Iterator[None]:
+def _flock(path: Path, timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[None]:
     """Trackio's cross-process ProcessLock: an exclusive flock on ``<project>.lock``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as handle:
-        deadline = time.monotonic() + LOCK_TIMEOUT_S
+        deadline = time.monotonic() + timeout_s
         while True:
             try:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    raise TimeoutError(
-                        f"could not lock {path} within {LOCK_TIMEOUT_S:.0f}s"
-                    ) from None
+                    raise TimeoutError(f"could not lock {path} within {timeout_s:.0f}s") from None
                 time.sleep(0.002)
         try:
             yield
