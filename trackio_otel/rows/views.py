@@ -30,8 +30,9 @@ SESSION_ATTRIBUTES = (
 USER_ATTRIBUTES = ("user.id", "enduser.id", "traceloop.association.properties.user_id")
 TRACE_ATTRIBUTES = (semconv.STEP, semconv.TRACE_KEY, *SESSION_ATTRIBUTES, *USER_ATTRIBUTES)
 """Span attributes that describe the whole trace (the root's win); a view keeps only these."""
-_SAME_AS_INPUT = 1
-"""``messages_in`` stored as this when it is the span's ``input`` (a generation's history)."""
+_SAME = 1
+"""``messages_in`` (``message_out``) stored as this when it is the span's ``input``
+(``output``): a generation's history and answer are both, and stored once."""
 _DATA_URL = '"data:'
 
 
@@ -115,7 +116,6 @@ _FIELDS = (
     "input",
     "output",
     "metadata",
-    "message_out",
     "tool_call_id",
     "convention",
     "trackio",
@@ -168,7 +168,9 @@ def encode(v: View) -> str:
     scan of all its content)."""
     out = {name: value for name in _FIELDS if (value := getattr(v, name)) != _DEFAULTS[name]}
     if v.messages_in is not None:
-        out["messages_in"] = _SAME_AS_INPUT if v.messages_in is v.input else v.messages_in
+        out["messages_in"] = _SAME if v.messages_in is v.input else v.messages_in
+    if v.message_out is not None:
+        out["message_out"] = _SAME if v.message_out is v.output else v.message_out
     raw = dumps(out)
     if _DATA_URL in raw and not v.media:
         v.media = True
@@ -181,9 +183,10 @@ def decode(
 ) -> View:
     """A view back from its span's columns and its ``encode``d JSON."""
     stored = orjson.loads(raw)
-    messages_in = stored.pop("messages_in", None)
+    messages_in, message_out = stored.pop("messages_in", None), stored.pop("message_out", None)
     v = View(span_id, parent_id, name, start_ns, end_ns, **stored)
-    v.messages_in = v.input if messages_in == _SAME_AS_INPUT else messages_in
+    v.messages_in = v.input if messages_in == _SAME else messages_in
+    v.message_out = v.output if message_out == _SAME else message_out
     return v
 
 

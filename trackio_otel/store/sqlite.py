@@ -87,7 +87,8 @@ class _Statement:
         compiled = stmt.compile(dialect=DIALECT, column_keys=list(columns))
         self.sql = str(compiled)
         names = compiled.positiontup or ()
-        self._params = lambda row: tuple(row[n] for n in names)  # a row's values, in order
+        pick = itemgetter(*names)  # a row's values, in order
+        self._params = pick if len(names) > 1 else lambda row: (pick(row),)
 
     def run(self, db: Any, items: Iterable[Row]) -> int:
         """Rows changed (inserted or updated)."""
