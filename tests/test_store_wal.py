@@ -1,7 +1,10 @@
-"""The store gives the WAL back once the project is idle, while it stays open."""
+"""The store gives the WAL back once the project is idle, while it stays open, and opens
+databases written before span views."""
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 from tests.test_collector_robustness import new_span, wait_until
@@ -24,3 +27,22 @@ def test_an_idle_projects_wal_is_truncated_while_the_store_stays_open(trackio_di
         assert sqlite_store.IDLE_S <= 2  # what the wait above allows for
     finally:
         store.close()
+
+
+def test_a_database_from_before_span_views_keeps_its_spans_and_takes_new_ones(trackio_dir, project):
+    with closing(sqlite3.connect(trackio_dir / f"{project}.db")) as db:
+        db.execute(
+            "CREATE TABLE otel_spans (trace_id TEXT NOT NULL, span_id TEXT NOT NULL, "
+            "name TEXT NOT NULL, run_id TEXT NOT NULL, PRIMARY KEY (trace_id, span_id))"
+        )
+        db.execute("CREATE INDEX idx_otel_spans_run_start ON otel_spans (run_id)")
+        db.execute("INSERT INTO otel_spans VALUES ('t', 's', 'old', 'r')")
+        db.commit()
+    store = SQLiteStore(trackio_dir)
+    try:
+        rows.write(store, spans.from_request(_request(project, [new_span("new")])))
+    finally:
+        store.close()
+    with closing(sqlite3.connect(trackio_dir / f"{project}.db")) as db:
+        assert db.execute("SELECT name FROM otel_spans_v1").fetchall() == [("old",)]
+        assert db.execute("SELECT name FROM otel_spans").fetchall() == [("new",)]

@@ -248,12 +248,19 @@ def test_a_span_reusing_a_stored_key_with_other_content_is_rejected_and_counted(
         retry = stub.Export(_request(project, [first]))
         assert not retry.HasField("partial_success")
         answer = stub.Export(_request(project, [impostor, new_span("fine")]))
+        twin = new_span("twin")
+        other_twin = PbSpan()
+        other_twin.CopyFrom(twin)
+        other_twin.end_time_unix_nano += 1
+        within = stub.Export(_request(project, [twin, twin, other_twin]))
     assert answer.partial_success.rejected_spans == 1
     assert first.span_id.hex() in answer.partial_success.error_message
+    assert within.partial_success.rejected_spans == 1  # the exact repeat is no conflict
+    assert "earlier in this request" in within.partial_success.error_message
     with closing(sqlite3.connect(trackio_dir / f"{project}.db")) as db:
         names = db.execute("SELECT name FROM otel_spans ORDER BY name").fetchall()
-    assert names == [("fine",), ("first",)]
-    assert {t["key"] for t in traces_of(project)} == {"first", "fine"}
+    assert names == [("fine",), ("first",), ("twin",)]
+    assert {t["key"] for t in traces_of(project)} == {"first", "fine", "twin"}
 
 
 def test_a_steps_rollouts_sent_apart_through_two_writers_give_one_statistics_row(

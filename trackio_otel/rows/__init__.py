@@ -112,16 +112,17 @@ class Prepared:
     log_spans: set[SpanKey]
     """Spans the batch's GenAI log events belong to."""
     by_key: dict[SpanKey, Span] = field(default_factory=dict)
+    repeated: list[tuple[Span, str]] = field(default_factory=list)
+    """Spans under a key an earlier span of the batch took, with other content."""
 
     def commit(self, store: SQLiteStore) -> list[tuple[Span, str]]:
         conflicts = store.commit(Write(self.project, self.rows, self.runs, self._then))
         return [
-            (
-                self.by_key[_row_key(row)],
-                f"span {row['span_id']} of trace {row['trace_id']}: a span of other content "
-                "is stored under these ids in this run (the stored one is kept)",
-            )
-            for row in conflicts
+            *self.repeated,
+            *(
+                (self.by_key[key], _conflict(key[0], key[2], "stored in this run"))
+                for key in map(_row_key, conflicts)
+            ),
         ]
 
     def _then(self, tx: Tx, conflicts: list[Row]) -> None:
@@ -155,7 +156,12 @@ def _prepare(store: SQLiteStore, project: str, batch: Batch) -> Prepared:
     logs: dict[SpanKey, dict[str, Log]] = defaultdict(dict)
     for log in genai_logs:
         logs[(log.trace_id, log.run.run_id, log.span_id)][log.uid] = log
-    by_key = {_span_key(s): s for s in batch.spans}
+    by_key: dict[SpanKey, Span] = {}
+    repeated: list[tuple[Span, str]] = []
+    for s in batch.spans:  # the first of a key stands, as for one stored before
+        first = by_key.setdefault(_span_key(s), s)
+        if first is not s and records.span_row(first) != records.span_row(s):
+            repeated.append((s, _conflict(s.trace_id, s.span_id, "earlier in this request")))
     log_spans = set(logs)
     stored_spans: list[Any] = []
     states: dict[TraceKey, Any] = {}
@@ -204,7 +210,7 @@ def _prepare(store: SQLiteStore, project: str, batch: Batch) -> Prepared:
     prepared = Prepared(
         project, batch, rows, [r for _, r in run_rows], views, remade, traces, log_spans
     )
-    prepared.by_key = by_key
+    prepared.by_key, prepared.repeated = by_key, repeated
     return prepared
 
 
@@ -220,6 +226,13 @@ def _runs(batch: Batch) -> list[tuple[Run, RunRow]]:
         (run, RunRow(run.run_id, run.run_name, run.group, run.config, pdata.iso(t)))
         for run, t in first_seen.values()
     ]
+
+
+def _conflict(trace_id: str, span_id: str, where: str) -> str:
+    return (
+        f"span {span_id} of trace {trace_id}: a span of other content is {where} under "
+        "these ids (that one is kept)"
+    )
 
 
 def _span_key(s: Span) -> SpanKey:

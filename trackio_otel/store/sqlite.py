@@ -274,6 +274,7 @@ class SQLiteStore:
         writer, reader = (self._engine(project, begin) for begin in ("BEGIN IMMEDIATE", "BEGIN"))
         lock_path = self.trackio_dir / f"{project}.lock"
         with _flock(lock_path), writer.begin() as conn:
+            _set_aside_old_spans(conn)
             schema.metadata.create_all(conn)
             version = conn.exec_driver_sql("PRAGMA user_version").scalar() or 0
             if version < schema.TRACKIO_SCHEMA_VERSION:
@@ -348,6 +349,17 @@ class SQLiteStore:
         event.listen(engine, "connect", _configure_connection)
         event.listen(engine, "begin", lambda conn: conn.exec_driver_sql(begin))
         return engine
+
+
+def _set_aside_old_spans(conn: Connection) -> None:
+    """A database from before span views (``otel_spans`` keyed by trace and span id, with
+    no ``view``) keeps its spans, for SQL, as ``otel_spans_v1``; new spans go to a new
+    ``otel_spans``. Their traces keep their rows; a trace that spans the upgrade gets
+    another row for the spans that came after it."""
+    columns = {r[1] for r in conn.exec_driver_sql("PRAGMA table_info(otel_spans)")}
+    if columns and "view" not in columns:
+        conn.exec_driver_sql("ALTER TABLE otel_spans RENAME TO otel_spans_v1")
+        conn.exec_driver_sql("DROP INDEX IF EXISTS idx_otel_spans_run_start")
 
 
 def _configure_connection(dbapi_conn: Any, _record: Any) -> None:
