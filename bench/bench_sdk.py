@@ -50,6 +50,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import trackio_otel
 from trackio_otel.sdk import genai, gpu
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the loop and fake NVML in tests/
+from tests.fake_nvml import FakeGpu, FakeNvml
+from tests.training import train
 from trackio_otel.sdk.exporter import EmbeddedSpanExporter
 
 MESSAGES = [
@@ -226,16 +230,9 @@ def bench_throughput(spans: int) -> None:
 
 
 def training_loop(run: trackio_otel.Run, steps: int) -> float:
-    """µs per iteration of a step (one phase, one log) and a rollout (generation, reward)."""
+    """µs per iteration of ``tests/training.py``'s loop (a step and a rollout)."""
     start = time.perf_counter()
-    for step in range(steps):
-        with run.step(step) as s:
-            with s.phase("forward"):
-                pass
-            s.log({"loss": 1.0 / (step + 1)})
-        with run.rollout() as r:
-            r.generation(model="m", output="ok")
-            r.reward(1.0)
+    train(run, steps)
     return (time.perf_counter() - start) / steps * 1e6
 
 
@@ -278,9 +275,6 @@ def per_collection(reader: InMemoryMetricReader, n: int) -> tuple[float, int]:
 
 
 def bench_gpu_sampling(collections: int) -> None:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from tests.fake_nvml import FakeGpu, FakeNvml
-
     with pytest.MonkeyPatch.context() as patch:
         FakeNvml([FakeGpu("GPU-0a0a"), FakeGpu("GPU-1b1b")]).install(patch)
         patch.setattr(gpu, "_init", None)

@@ -14,6 +14,7 @@ from trackio.sqlite_storage import SQLiteStorage
 
 import trackio_otel
 from tests.conftest import only_run, runs, traces_of
+from tests.training import train
 
 CALL = {
     "id": "call_add_1",
@@ -236,14 +237,7 @@ def test_dead_endpoint_costs_only_the_data(project):
     run = trackio_otel.init(
         project=project, endpoint=f"127.0.0.1:{port}", embedded=False, gpu=False
     )
-    for step in range(200):
-        with run.step(step) as s:
-            with s.phase("forward"):
-                pass
-            s.log({"loss": 1.0 / (step + 1)})
-        with run.rollout() as r:
-            r.generation(model="m", output="ok")
-            r.reward(1.0)
+    train(run, 200)
     run.finish(timeout_s=1.0)
     assert SQLiteStorage.get_run_records(project) == []
 
