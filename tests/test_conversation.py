@@ -11,12 +11,14 @@ from typing import Any
 import pytest
 
 from tests.conftest import AGENT_ROLES, load_fixture
+from trackio_otel.rows import views
+from trackio_otel.rows.trace import assemble, conversation
+from trackio_otel.rows.views import View
 from trackio_otel.translate import logs as log_records
 from trackio_otel.translate import spans as span_records
-from trackio_otel.translate.conventions import SpanView, view
 from trackio_otel.translate.conventions import messages as msgs
+from trackio_otel.translate.conventions import view
 from trackio_otel.translate.model import Log, Run, Span
-from trackio_otel.translate.trace import assemble, conversation
 
 RUN = Run("p", "r", "r")
 
@@ -63,9 +65,12 @@ def log_of(event: str, body: Any, time_ns: int, span_id: str = "1" * 16) -> Log:
     )
 
 
-def turn(history: list[dict], answer: dict | None) -> SpanView:
-    v = SpanView(span_of({}), kind="generation", messages_in=history, message_out=answer)
-    return v
+def bare(**fields: Any) -> View:
+    return View("1" * 16, None, "s", 1, 2, **fields)
+
+
+def turn(history: list[dict], answer: dict | None) -> View:
+    return bare(kind="generation", messages_in=history, message_out=answer)
 
 
 SYSTEM = {"role": "system", "content": "be brief"}
@@ -89,9 +94,9 @@ def test_diverging_histories_are_appended_without_repeating_messages():
 
 
 def test_without_generations_the_first_span_with_messages_is_the_chat():
-    agent = SpanView(span_of({}), kind="span", messages_in=[USER], message_out=None)
-    later = SpanView(span_of({}), kind="span", messages_in=[SYSTEM], message_out=None)
-    assert conversation([SpanView(span_of({})), agent, later]) == [USER]
+    agent = bare(kind="span", messages_in=[USER], message_out=None)
+    later = bare(kind="span", messages_in=[SYSTEM], message_out=None)
+    assert conversation([bare(), agent, later]) == [USER]
     assert conversation([]) == []
 
 
@@ -278,6 +283,10 @@ def test_an_error_reads_the_status_then_the_exception_event_then_the_class():
     assert stated.error == "boom"
 
 
+def span_events(span: Span, events: list[Log]) -> list[Log]:
+    return [e for e in events if (e.trace_id, e.span_id) == (span.trace_id, span.span_id)]
+
+
 # --- the recorded fixtures, translated in process ------------------------------------------
 @pytest.mark.parametrize(
     "fixture", ["new_span_only", "legacy_content_true", "openinference", "openllmetry"]
@@ -293,7 +302,7 @@ def test_each_recorded_agent_loop_is_one_conversation(fixture):
     chats = [
         (a.key, [m["role"] for m in a.messages])
         for a in (
-            assemble(spans, [e for e in events if e.trace_id == tid])
+            assemble(tid, "r", [views.of_span(s, span_events(s, events)) for s in spans])
             for tid, spans in by_trace.items()
         )
     ]
