@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from tests.conftest import AGENT_ROLES, load_fixture
-from trackio_otel.rows import views
 from trackio_otel.rows.trace import assemble, conversation
 from trackio_otel.rows.views import View
 from trackio_otel.translate import logs as log_records
@@ -302,7 +301,7 @@ def test_each_recorded_agent_loop_is_one_conversation(fixture):
     chats = [
         (a.key, [m["role"] for m in a.messages])
         for a in (
-            assemble(tid, "r", [views.of_span(s, span_events(s, events)) for s in spans])
+            assemble(tid, "r", [view(s, span_events(s, events)) for s in spans])
             for tid, spans in by_trace.items()
         )
     ]

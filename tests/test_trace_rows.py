@@ -24,6 +24,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
 
 from tests.conftest import AGENT_ROLES, load_fixture, traces_of
 from tests.test_collector_robustness import new_span, wait_until
+from tests.test_semconv import _kv
 from trackio_otel import rows
 from trackio_otel.store.sqlite import SQLiteStore
 from trackio_otel.translate import logs as translate_logs
@@ -274,19 +275,15 @@ def test_a_steps_rollouts_sent_apart_through_two_writers_give_one_statistics_row
     spans[0].attributes.add(key="trackio.step").value.int_value = 3
     for i, reward in enumerate(rewards):
         root = new_span("trackio.rollout")
-        for key, value in {
-            "trackio.step": 3,
-            "trackio.rollout.group_id": f"g{i // 4}",
-            "trackio.rollout.reward": reward,
-            "trackio.rollout.reward.correct": reward * 2,
-        }.items():
-            attr = root.attributes.add(key=key)
-            if isinstance(value, str):
-                attr.value.string_value = value
-            elif isinstance(value, int):
-                attr.value.int_value = value
-            else:
-                attr.value.double_value = value
+        root.attributes.extend(
+            _kv(key, value)
+            for key, value in {
+                "trackio.step": 3,
+                "trackio.rollout.group_id": f"g{i // 4}",
+                "trackio.rollout.reward": reward,
+                "trackio.rollout.reward.correct": reward * 2,
+            }.items()
+        )
         spans += [root, new_span("chat", trace=root.trace_id, parent=root.span_id)]
     first, rest = spans[0], spans[1:]
     random.Random(3).shuffle(rest)

@@ -213,15 +213,15 @@ def test_a_writer_thread_that_dies_fails_its_requests_retryably_and_is_replaced(
     """``sys.exit()`` called on the writer thread (by any library it runs) ends only that
     thread, silently. Its request must fail with a status exporters retry rather than wait
     forever, and the next request must find a new writer."""
-    real_write = SQLiteStore.write
+    real_commit = SQLiteStore.commit
     exits = iter([True])
 
-    def write_once_exiting(store, batch):
+    def commit_once_exiting(store, write):
         if next(exits, False):
             sys.exit("a library gave up")
-        return real_write(store, batch)
+        return real_commit(store, write)
 
-    monkeypatch.setattr(SQLiteStore, "write", write_once_exiting)
+    monkeypatch.setattr(SQLiteStore, "commit", commit_once_exiting)
     doomed, retried = new_span("doomed"), new_span("after")
     with writers(trackio_dir, 0) as c, grpc.insecure_channel(f"127.0.0.1:{c.port}") as channel:
         stub = trace_service_pb2_grpc.TraceServiceStub(channel)

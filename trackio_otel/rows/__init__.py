@@ -33,6 +33,7 @@ from trackio_otel.rows import views as span_views
 from trackio_otel.rows.views import View
 from trackio_otel.store import Row, RunRow, Write
 from trackio_otel.translate import pdata
+from trackio_otel.translate.conventions import view
 from trackio_otel.translate.conventions.media import MediaFile
 from trackio_otel.translate.model import Batch, Log, Run, Span
 
@@ -174,7 +175,7 @@ def _prepare(store: SQLiteStore, project: str, batch: Batch) -> Prepared:
                 stored_spans = tx.spans(orphans)
             states = tx.trace_states(traces)
 
-    views = {key: span_views.of_span(s, list(logs[key].values())) for key, s in by_key.items()}
+    views = {key: view(s, list(logs[key].values())) for key, s in by_key.items()}
     remade = []
     for row in stored_spans:  # spans stored earlier whose log events arrive now
         key = (row.trace_id, row.run_id, row.span_id)
@@ -254,7 +255,7 @@ def _remake(row: Any, run: Run, logs: list[Log]) -> View:
     """A stored span's view made again with its log events; its service stays the one it
     arrived with (the run's resource may differ from the logs')."""
     service = span_views.service_of(row.view)
-    return span_views.of_span(records.span_of_row(row, replace(run, service=service)), logs)
+    return view(records.span_of_row(row, replace(run, service=service)), logs)
 
 
 def _remake_stale_views(tx: Tx, p: Prepared) -> set[TraceKey]:

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from trackio_otel import semconv
-from trackio_otel.rows.views import SESSION_ATTRIBUTES, USER_ATTRIBUTES, View
+from trackio_otel.rows.views import View
 from trackio_otel.translate import steps
-from trackio_otel.translate.conventions import media
+from trackio_otel.translate.conventions import SESSION_ATTRIBUTES, USER_ATTRIBUTES, media
 from trackio_otel.translate.conventions import messages as msgs
 
 SEARCHABLE_SPAN_FIELDS = ("id", "name", "kind", "model", "status", "error", "metadata")

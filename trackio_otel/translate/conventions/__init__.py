@@ -35,9 +35,15 @@ _CLASS_REPR = re.compile(r"^<class '(?:.*\.)?([^.']+)'>$")
 
 @dataclass(slots=True)
 class SpanView:
-    """What a Trackio span needs, plus the conversation pieces the trace assembler joins."""
+    """One span as its Trackio trace sees it: the Trackio span's fields, the conversation
+    pieces the trace joins, and what acts at trace level. Made once, when the span arrives;
+    ``rows.views`` stores it with the span, and trace-level steps may change it."""
 
-    span: Span
+    span_id: str
+    parent_id: str | None
+    name: str
+    start_ns: int
+    end_ns: int
     kind: str = "span"
     status: str = "success"
     error: str | None = None
@@ -52,20 +58,28 @@ class SpanView:
     tool_call_id: str | None = None
     convention: str | None = None
     trackio: dict[str, Any] = field(default_factory=dict)
-    """The span's ``trackio.*`` attributes, picked out once: the trace reads its rollout
-    fields from these instead of scanning every attribute of every span again."""
+    """The span's ``trackio.*`` attributes (rollout identity and rewards, step, key),
+    picked out once, so the trace need not scan every attribute of every span again."""
+    attributes: dict[str, Any] = field(default_factory=dict)
+    """Its ``TRACE_ATTRIBUTES`` that are set and not empty (the root's win)."""
+    service: str | None = None
+    training: bool = False
+    """A training step or one of its phases (see ``rows.trace.is_training_step``)."""
+    media: bool = False
+    """Holds a ``data:`` URL that may become a Trackio media file."""
+    logs: int = 0
+    """How many GenAI log events of its span it was made with."""
 
     def to_trackio(self, span_id: str, parent_id: str | None) -> dict[str, Any]:
-        s = self.span
         out: dict[str, Any] = {
             "id": span_id,
-            "name": s.name,
+            "name": self.name,
             "kind": self.kind,
             "parent_id": parent_id,
-            "start_time": pdata.iso(s.start_ns) if s.start_ns else None,
-            "end_time": pdata.iso(s.end_ns) if s.end_ns else None,
-            "duration_ms": round((s.end_ns - s.start_ns) / 1e6, 3)
-            if s.end_ns >= s.start_ns > 0
+            "start_time": pdata.iso(self.start_ns) if self.start_ns else None,
+            "end_time": pdata.iso(self.end_ns) if self.end_ns else None,
+            "duration_ms": round((self.end_ns - self.start_ns) / 1e6, 3)
+            if self.end_ns >= self.start_ns > 0
             else None,
             "status": self.status,
         }
@@ -77,8 +91,19 @@ class SpanView:
         return out
 
 
+SESSION_ATTRIBUTES = (
+    "gen_ai.conversation.id",
+    "session.id",
+    "traceloop.association.properties.session_id",
+    "langfuse.session.id",
+)
+USER_ATTRIBUTES = ("user.id", "enduser.id", "traceloop.association.properties.user_id")
+TRACE_ATTRIBUTES = (semconv.STEP, semconv.TRACE_KEY, *SESSION_ATTRIBUTES, *USER_ATTRIBUTES)
+"""Span attributes that describe the whole trace; a view keeps only these."""
+
+
 def view(span: Span, logs: list[Log]) -> SpanView:
-    v = SpanView(span)
+    v = SpanView(span.span_id, span.parent_span_id, span.name, span.start_ns, span.end_ns)
     attrs = span.attributes
     if span.status_code == STATUS_ERROR or semconv.ERROR_TYPE in attrs:
         v.status = "error"
@@ -96,6 +121,12 @@ def view(span: Span, logs: list[Log]) -> SpanView:
     v.metadata["otel_span_id"] = span.span_id
     if v.convention:
         v.metadata["convention"] = v.convention
+    v.attributes = {
+        name: attrs[name] for name in TRACE_ATTRIBUTES if attrs.get(name) not in (None, "")
+    }
+    v.service = span.run.service
+    v.training = span.name == semconv.SPAN_TRAIN_STEP or semconv.TRAIN_PHASE in attrs
+    v.logs = len(logs)
     return v
 
 
