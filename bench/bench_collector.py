@@ -476,8 +476,9 @@ def trackio_reader_check(trackio_dir: Path, expect_traces: int) -> str:
 
 
 # --- Baseline ----------------------------------------------------------------------------------
-def baseline(requests: Requests, seconds: float, db_path: Path) -> float:
-    """Single-threaded decode → translate → sqlite3 executemany of minimal span rows."""
+def baseline(requests: Requests, seconds: float, db_path: Path) -> tuple[float, float]:
+    """Single-threaded decode → translate → sqlite3 executemany of minimal span rows:
+    (spans/s, p99 ms per request)."""
     db = sqlite3.connect(db_path, isolation_level=None)
     db.execute("PRAGMA journal_mode = WAL")
     db.execute("PRAGMA synchronous = NORMAL")
@@ -485,8 +486,9 @@ def baseline(requests: Requests, seconds: float, db_path: Path) -> float:
         "CREATE TABLE spans (trace_id TEXT, span_id TEXT, parent_span_id TEXT, name TEXT, "
         "start_ns INTEGER, end_ns INTEGER, attributes TEXT, PRIMARY KEY (trace_id, span_id))"
     )
-    done, started = 0, time.perf_counter()
+    done, started, latencies = 0, time.perf_counter(), []
     while time.perf_counter() - started < seconds:
+        began = time.perf_counter()
         batch = translate_spans.from_request(ExportTraceServiceRequest.FromString(requests.next()))
         db.execute("BEGIN IMMEDIATE")
         db.executemany(
@@ -506,9 +508,10 @@ def baseline(requests: Requests, seconds: float, db_path: Path) -> float:
         )
         db.execute("COMMIT")
         done += len(batch.spans)
+        latencies.append((time.perf_counter() - began) * 1000)
     elapsed = time.perf_counter() - started
     db.close()
-    return done / elapsed
+    return done / elapsed, percentile(latencies, 99)
 
 
 # --- Long traces ------------------------------------------------------------------------------
@@ -583,11 +586,14 @@ def main() -> int:
         f"{os.cpu_count()} CPUs; requests of {requests.spans} spans, {len(requests.raw)} bytes "
         f"({len(requests.raw) / requests.spans:.0f} B/span); work dir {work}"
     )
-    throughput = floor = None
+    throughput = floor = floor_p99 = None
 
     if "0" in args.phases:
-        floor = baseline(requests, min(args.seconds, 5.0), work / "baseline.db")
-        print(f"baseline  decode→translate→sqlite3 executemany, 1 thread: {floor:,.0f} spans/s")
+        floor, floor_p99 = baseline(requests, min(args.seconds, 5.0), work / "baseline.db")
+        print(
+            f"baseline  decode→translate→sqlite3 executemany, 1 thread: {floor:,.0f} spans/s, "
+            f"p99 {floor_p99:.0f} ms per request"
+        )
 
     if "a" in args.phases or "b" in args.phases:
         collector = CollectorProcess(trackio_dir, max_queue_mib=32, writers=args.writers)
@@ -628,6 +634,7 @@ def main() -> int:
                     f"p50={percentile(tally.latencies_ms, 50):.0f} ms "
                     f"p99={percentile(tally.latencies_ms, 99):.0f} ms "
                     f"max={max(tally.latencies_ms, default=0):.0f} ms, refused={tally.refused}"
+                    + (f" (baseline's p99 per request: {floor_p99:.0f} ms)" if floor_p99 else "")
                 )
         finally:
             collector.stop()
@@ -659,7 +666,7 @@ def main() -> int:
         attempts = tally.ok_requests + tally.refused + sum(tally.errors.values())
         print(
             f"C overload  {args.overload_clients} clients, queue {args.overload_queue_mib} MiB, "
-            f"{elapsed:.1f}s: peak RSS {max(peak):.0f} MiB, "
+            f"{elapsed:.1f}s: peak RSS {max(peak):.0f} MiB (idle at start {peak[0]:.0f} MiB), "
             f"{tally.ok_spans / elapsed:,.0f} spans/s OK, refused {tally.refused} of "
             f"{attempts} requests ({tally.retry_info} with RetryInfo), errors={tally.errors}"
         )
