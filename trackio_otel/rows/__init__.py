@@ -95,6 +95,9 @@ class _Trace:
     was stored before (the common case: a whole short trace in one request)."""
     alone: bool = False
     """``whole`` was assembled (none of the trace was stored at the snapshot)."""
+    row: Row | None = None
+    """``whole``'s ``traces`` row but its step (which the commit numbers), made with no
+    lock held; None when it places media, whose file names need the step."""
 
 
 @dataclass
@@ -195,6 +198,8 @@ def _prepare(store: SQLiteStore, project: str, batch: Batch) -> Prepared:
     for key, t in traces.items():
         if key not in states and key in per_trace:
             t.whole, t.alone = trace.assemble(key[0], key[1], per_trace[key]), True
+            if t.whole is not None and not t.whole.media:
+                t.row = records.trace_row(t.whole, t.run_name, step=0)
     rows = {
         "otel_resources": [records.resource_row(r) for r in batch.resources.values()],
         "otel_spans": span_rows,
@@ -315,7 +320,8 @@ def _update_traces(
             new_states.append(_state(key, t.run_name, n, st.built, root, dirty=True))
             continue
         new_states.append(_state(key, t.run_name, n, n, root, dirty=False))
-    _merge(tx, project, merge, {k: t.run_name for k, t in traces.items()})
+    rows = {k: t.row for k, t in traces.items() if t.row is not None and merge.get(k) is t.whole}
+    _merge(tx, project, merge, {k: t.run_name for k, t in traces.items()}, rows)
     tx.upsert("otel_trace_state", new_states)
 
 
@@ -351,8 +357,11 @@ def _merge(
     project: str,
     traces: dict[TraceKey, trace.Assembled | None],
     run_names: dict[TraceKey, str],
+    made: dict[TraceKey, Row] | None = None,
 ) -> None:
-    """Write the rows of these traces: ``None`` ones assembled from their stored views."""
+    """Write the rows of these traces: ``None`` ones assembled from their stored views;
+    those in ``made`` already have their row, less its step."""
+    made = made or {}
     stored = tx.views([k for k, a in traces.items() if a is None])
     assembled: list[tuple[trace.Assembled, str]] = []
     for key, a in traces.items():
@@ -378,7 +387,8 @@ def _merge(
             step = next_step[a.run_id]
         if a.media:  # rare: the files' names need the step
             trace.place_media(a, project, run_name, step, files)
-        trace_rows.append(records.trace_row(a, run_name, step))
+        row = made.get((a.trace_id, a.run_id))
+        trace_rows.append({**row, "step": step} if row else records.trace_row(a, run_name, step))
         if rollouts.is_rollout(a.metadata):
             rollout_steps[(a.run_id, step)] = run_name
             if before is not None and before != step:  # moved: its old step loses it
