@@ -3,7 +3,8 @@ instrumentations run end to end without a network.
 
 Behaviour (deterministic, keyed on the request): model ``boom`` → HTTP 500; a last message
 from a tool → the final answer; tools offered → a ``get_weather`` tool call; an image in the
-prompt → a description; ``stream: true`` → the same answer as server-sent events.
+prompt → a description; ``stream: true`` → the same answer (text or tool call) as server-sent
+events.
 """
 
 from __future__ import annotations
@@ -100,9 +101,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.end_headers()
-        words = (message.get("content") or "").split(" ")
         deltas: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
-        deltas += [{"content": w if i == 0 else " " + w} for i, w in enumerate(words)]
+        if message.get("content"):
+            words = message["content"].split(" ")
+            deltas += [{"content": w if i == 0 else " " + w} for i, w in enumerate(words)]
+        for i, call in enumerate(message.get("tool_calls") or []):  # the name, then the arguments
+            head = {**call, "function": {"name": call["function"]["name"], "arguments": ""}}
+            deltas.append({"tool_calls": [{"index": i, **head}]})
+            args = call["function"]["arguments"]
+            deltas.append({"tool_calls": [{"index": i, "function": {"arguments": args}}]})
         for delta in deltas:
             self._event({"choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
         self._event({"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})

@@ -1,0 +1,111 @@
+"""The program ``test_frameworks`` runs, once per agent framework, in its own process (each
+sets up its own global OTel providers and patches its own clients).
+
+``python -m tests.framework_agents <framework> <base_url> <otlp_endpoint> <project>`` builds
+the framework's weather agent on the stub server (tests/stub_openai.py), with the
+framework's usual OpenTelemetry setup exporting over OTLP/gRPC, and runs three scenarios,
+each under its own root span ``scenario <name>``: ``agent`` (question → tool call → tool
+result → answer), ``stream`` (the same, streamed) and ``error`` (the model answers HTTP 500).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+
+SYSTEM = "You are a weather bot."
+QUESTION = "What's the weather in Paris?"
+WEATHER = {"location": "Paris", "conditions": "rainy", "temp_f": 57}
+Scenario = Callable[[str], AbstractContextManager]
+
+
+def get_weather(location: str) -> dict:
+    """Get the weather for a city.
+
+    Args:
+        location: the city
+    """
+    return {**WEATHER, "location": location}
+
+
+def grpc_provider(endpoint: str, project: str, service: str):
+    """The plain OTel SDK setup every framework's docs start from, aimed at the collector."""
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": service, "trackio.project": project})
+    )
+    provider.add_span_processor(
+        SimpleSpanProcessor(OTLPSpanExporter(endpoint=endpoint, insecure=True))
+    )
+    return provider
+
+
+def run_strands(base_url: str, endpoint: str, project: str) -> None:
+    """Strands exports through ``StrandsTelemetry``; its own ``setup_otlp_exporter`` is
+    OTLP/HTTP, so the gRPC exporter goes on the provider it sets up globally."""
+    os.environ["OTEL_RESOURCE_ATTRIBUTES"] = f"trackio.project={project}"
+    os.environ["OTEL_SERVICE_NAME"] = "agent-strands"
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from strands import Agent, tool
+    from strands.models.openai import OpenAIModel
+    from strands.telemetry import StrandsTelemetry
+
+    telemetry = StrandsTelemetry()
+    telemetry.tracer_provider.add_span_processor(
+        SimpleSpanProcessor(OTLPSpanExporter(endpoint=endpoint, insecure=True))
+    )
+    tracer = telemetry.tracer_provider.get_tracer("framework-agents")
+    weather = tool(get_weather)
+
+    def agent(model: str, stream: bool) -> Agent:
+        return Agent(
+            model=OpenAIModel(
+                client_args={"base_url": base_url, "api_key": "sk-stub", "max_retries": 0},
+                model_id=model,
+                params={"stream": stream},
+            ),
+            tools=[weather],
+            system_prompt=SYSTEM,
+            callback_handler=None,
+        )
+
+    with tracer.start_as_current_span("scenario agent"):
+        agent("gpt-4o-mini", stream=False)(QUESTION)
+    with tracer.start_as_current_span("scenario stream"):
+        agent("gpt-4o-mini", stream=True)(QUESTION)
+    with tracer.start_as_current_span("scenario error"):
+        expect_failure(lambda: agent("boom", stream=False)(QUESTION))
+    telemetry.tracer_provider.shutdown()
+
+
+def expect_failure(call: Callable[[], object]) -> None:
+    try:
+        call()
+    except Exception as exc:  # the framework's own wrapper around the 500
+        if "500" not in str(exc) and "stub internal error" not in str(exc):
+            raise
+    else:
+        raise SystemExit("the stub's 500 did not raise")
+
+
+FRAMEWORKS: dict[str, Callable[[str, str, str], None]] = {
+    "strands": run_strands,
+    "strands_latest": run_strands,
+}
+
+
+def main(framework: str, base_url: str, endpoint: str, project: str) -> None:
+    if framework == "strands_latest":
+        os.environ["OTEL_SEMCONV_STABILITY_OPT_IN"] = "gen_ai_latest_experimental"
+    FRAMEWORKS[framework](base_url, endpoint, project)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:5])

@@ -1,0 +1,93 @@
+"""Agent frameworks, each run for real in its own process (tests/framework_agents.py) with
+its usual OTel setup, against the stand-in model server, exporting over OTLP/gRPC to the
+collector; judged by what Trackio's own reader returns. Pinned in the ``frameworks`` extra;
+a missing package fails the test, it is never skipped.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import traces_of
+from tests.framework_agents import QUESTION, SYSTEM
+from tests.stub_openai import CALL_ID, FINAL_ANSWER, serve
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_framework(framework: str, endpoint: str, project: str) -> dict[str, dict]:
+    with serve() as base_url:
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "tests.framework_agents",
+                framework,
+                base_url,
+                endpoint,
+                project,
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+    assert done.returncode == 0, done.stderr[-4000:]
+    return {t["key"]: t for t in traces_of(project)}
+
+
+def spans_of(trace: dict, kind: str) -> list[dict]:
+    return [s for s in trace["spans"] if s["kind"] == kind]
+
+
+def assert_tool_agent(trace: dict, *, system: bool = True, model: str = "gpt-4o-mini") -> None:
+    """Question → assistant tool call → tool result paired by id → final answer; one
+    generation per model call, each with its model and its own usage; the tool span's id
+    is the call id, so Trackio pairs it with the tool message."""
+    chat = trace["messages"]
+    roles = [m["role"] for m in chat]
+    assert roles == [*(["system"] if system else []), "user", "assistant", "tool", "assistant"]
+    if system:
+        assert chat[0]["content"] == SYSTEM
+    assert chat[-4]["content"] == QUESTION
+    (call,) = chat[-3]["tool_calls"]
+    assert call["id"] == CALL_ID
+    assert call["function"]["name"] == "get_weather"
+    assert chat[-2]["tool_call_id"] == CALL_ID
+    assert "rainy" in chat[-2]["content"]
+    assert chat[-1]["content"] == FINAL_ANSWER
+    (tool,) = spans_of(trace, "tool")
+    assert tool["id"] == CALL_ID
+    gens = spans_of(trace, "generation")
+    assert [g["model"] for g in gens] == [model, model]
+    assert [g["usage"]["total_tokens"] for g in gens] == [58, 70]
+    assert trace["metadata"]["total_tokens"] == 128
+
+
+def assert_failed_call(trace: dict, *, model: str = "boom") -> None:
+    """The 500 is an error on the one generation, with the request's model and messages."""
+    (gen,) = spans_of(trace, "generation")
+    assert gen["status"] == "error"
+    assert "500" in gen["error"] or "InternalServerError" in gen["error"]
+    assert gen["model"] == model
+    assert trace["metadata"]["status"] == "error"
+    assert [m["content"] for m in trace["messages"] if m["role"] == "user"] == [QUESTION]
+    assert all(m["role"] != "assistant" for m in trace["messages"])  # nothing invented
+
+
+@pytest.mark.parametrize("framework", ["strands", "strands_latest"])
+def test_strands(framework, endpoint, project):
+    """Strands 1.62 writes content as span events: per-message events with Bedrock content
+    blocks by default, ``gen_ai.client.inference.operation.details`` events when opted in
+    to the latest GenAI conventions."""
+    traces = run_framework(framework, endpoint, project)
+    assert_tool_agent(traces["scenario agent"])
+    assert_tool_agent(traces["scenario stream"])
+    assert_failed_call(traces["scenario error"])
+    (tool,) = spans_of(traces["scenario agent"], "tool")
+    assert tool["input"] == {"location": "Paris"}
+    assert "rainy" in str(tool["output"])
