@@ -85,6 +85,41 @@ def run_strands(base_url: str, endpoint: str, project: str) -> None:
     telemetry.tracer_provider.shutdown()
 
 
+def run_langgraph(base_url: str, endpoint: str, project: str) -> None:
+    """LangGraph's prebuilt ReAct agent on ``ChatOpenAI``, traced by OpenInference's
+    LangChain instrumentor (the setup Phoenix and Arize document)."""
+    from langchain_core.tools import tool
+    from langchain_openai import ChatOpenAI
+    from langgraph.prebuilt import create_react_agent
+    from openinference.instrumentation.langchain import LangChainInstrumentor
+
+    provider = grpc_provider(endpoint, project, "agent-langgraph")
+    LangChainInstrumentor().instrument(tracer_provider=provider)
+    tracer = provider.get_tracer("framework-agents")
+    weather = tool(get_weather)
+
+    def agent(model: str, stream: bool):
+        llm = ChatOpenAI(
+            model=model,
+            base_url=base_url,
+            api_key="sk-stub",
+            max_retries=0,
+            streaming=stream,
+            stream_usage=True,
+        )
+        return create_react_agent(llm, [weather], prompt=SYSTEM)
+
+    question = {"messages": [("user", QUESTION)]}
+    with tracer.start_as_current_span("scenario agent"):
+        agent("gpt-4o-mini", stream=False).invoke(question)
+    with tracer.start_as_current_span("scenario stream"):
+        for _ in agent("gpt-4o-mini", stream=True).stream(question, stream_mode="messages"):
+            pass
+    with tracer.start_as_current_span("scenario error"):
+        expect_failure(lambda: agent("boom", stream=False).invoke(question))
+    provider.shutdown()
+
+
 def expect_failure(call: Callable[[], object]) -> None:
     try:
         call()
@@ -98,6 +133,7 @@ def expect_failure(call: Callable[[], object]) -> None:
 FRAMEWORKS: dict[str, Callable[[str, str, str], None]] = {
     "strands": run_strands,
     "strands_latest": run_strands,
+    "langgraph": run_langgraph,
 }
 
 

@@ -63,7 +63,8 @@ def assert_tool_agent(trace: dict, *, system: bool = True, model: str = "gpt-4o-
     (tool,) = spans_of(trace, "tool")
     assert tool["id"] == CALL_ID
     gens = spans_of(trace, "generation")
-    assert [g["model"] for g in gens] == [model, model]
+    assert len(gens) == 2
+    assert all(g["model"].startswith(model) for g in gens), gens  # request or response model
     assert [g["usage"]["total_tokens"] for g in gens] == [58, 70]
     assert trace["metadata"]["total_tokens"] == 128
 
@@ -91,3 +92,13 @@ def test_strands(framework, endpoint, project):
     (tool,) = spans_of(traces["scenario agent"], "tool")
     assert tool["input"] == {"location": "Paris"}
     assert "rainy" in str(tool["output"])
+
+
+def test_langgraph(endpoint, project):
+    """LangGraph 1.2's ``create_react_agent`` under openinference-instrumentation-langchain
+    0.1.80: the tool span has no call id of its own (only its ``ToolMessage`` output names
+    it), and the failed call records an assistant role with no content."""
+    traces = run_framework("langgraph", endpoint, project)
+    assert_tool_agent(traces["scenario agent"])
+    assert_tool_agent(traces["scenario stream"])
+    assert_failed_call(traces["scenario error"])

@@ -13,7 +13,7 @@ from typing import Any
 
 from trackio_otel import semconv
 from trackio_otel.translate import pdata
-from trackio_otel.translate.conventions import SpanView, media, view
+from trackio_otel.translate.conventions import SpanView, media, pairing, view
 from trackio_otel.translate.conventions import messages as msgs
 from trackio_otel.translate.model import Log, Run, Span
 
@@ -54,6 +54,7 @@ def assemble(spans: list[Span], logs: list[Log]) -> AssembledTrace:
     views = [view(s, logs_by_span.get(s.span_id, [])) for s in ordered]
     by_id = {v.span.span_id: v for v in views}
     _demote_outer_generations(views, by_id)
+    pairing.settle(views)
     roots = [v for v in views if v.span.parent_span_id not in by_id]
     root = next((v for v in roots if v.span.parent_span_id is None), roots[0])
 

@@ -79,8 +79,8 @@ def fill(v: SpanView, span: Span, logs: list[Log]) -> None:
         v.input, v.output = inp, out
         return
 
-    history = [to_openai(m) for m in msgs.unflatten(a, "llm.input_messages.")]
-    outputs = [to_openai(m) for m in msgs.unflatten(a, "llm.output_messages.")]
+    history = [to_openai(m) for m in msgs.unflatten(a, "llm.input_messages.") if _recorded(m)]
+    outputs = [to_openai(m) for m in msgs.unflatten(a, "llm.output_messages.") if _recorded(m)]
     if not history and not outputs:
         history, outputs = _from_raw(inp, out)
     if not history and not outputs:  # only the dual-emitted gen_ai.* content is left
@@ -126,6 +126,14 @@ def io_value(a: dict[str, Any], which: str) -> Any:
     if a.get(f"{which}.mime_type") == "application/json":
         return pdata.parse_json(value)
     return value
+
+
+def _recorded(item: Any) -> bool:
+    """More than a role: LangChain's instrumentor writes ``llm.output_messages.0.message.role``
+    alone for a call that failed, and that is no assistant turn (a ``__REDACTED__`` content
+    is: the message was there, its text withheld)."""
+    m = item.get("message") if isinstance(item, dict) else None
+    return isinstance(m, dict) and not m.keys() <= {"role"}
 
 
 def to_openai(item: Any) -> msgs.Message:

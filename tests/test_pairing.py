@@ -1,0 +1,95 @@
+"""The trace-level steps on span views, case by case (the frameworks that need each one run
+for real in test_frameworks.py)."""
+
+from __future__ import annotations
+
+import json
+
+from trackio_otel.translate.conventions import SpanView, pairing
+from trackio_otel.translate.conventions import messages as msgs
+from trackio_otel.translate.model import Run, Span
+
+
+def span(name: str, span_id: str, **attributes) -> Span:
+    return Span(
+        run=Run("p", "r", "r"),
+        resource_id="res",
+        trace_id="t" * 32,
+        span_id=span_id,
+        parent_span_id=None,
+        name=name,
+        kind=1,
+        start_ns=1,
+        end_ns=2,
+        status_code=0,
+        status_message="",
+        attributes=attributes,
+        events=[],
+        links=[],
+        scope_name="s",
+        scope_version="",
+    )
+
+
+def generation(*calls: tuple[str, str, dict]) -> SpanView:
+    out = {"role": "assistant", "content": None}
+    out["tool_calls"] = [msgs.tool_call(i, n, a) for i, n, a in calls]
+    v = SpanView(span("chat", "g1"), kind="generation")
+    v.messages_in, v.message_out = [{"role": "user", "content": "weather?"}], out
+    return v
+
+
+def tool(span_id: str, name: str, tool_input=None, output=None, **attributes) -> SpanView:
+    v = SpanView(span(name, span_id, **attributes), kind="tool")
+    v.input, v.output = tool_input, output
+    return v
+
+
+def test_call_id_from_its_output():
+    gen = generation(("call_a", "get_weather", {"location": "Paris"}))
+    t = tool("s1", "get_weather", "Paris", {"data": {"tool_call_id": "call_a", "content": "x"}})
+    pairing.settle([gen, t])
+    assert t.tool_call_id == "call_a"
+
+
+def test_an_id_the_output_merely_quotes_is_not_taken():
+    gen = generation(("call_a", "get_weather", {"location": "Paris"}))
+    t = tool("s1", "get_weather", {"location": "Paris"}, {"tool_call_id": "call_other"})
+    pairing.settle([gen, t])
+    assert t.tool_call_id == "call_a"  # by name and arguments instead
+
+
+def test_by_name_and_arguments_then_order():
+    gen = generation(
+        ("call_a", "get_weather", {"location": "Paris"}),
+        ("call_b", "get_weather", {"location": "Rome"}),
+        ("call_c", "get_time", {}),
+    )
+    rome = tool("s1", "execute_tool get_weather", json.dumps({"location": "Rome"}))
+    paris = tool("s2", "x", {"location": "Paris"}, **{"tool.name": "get_weather"})
+    clock = tool("s3", "get_time", None)  # no arguments recorded: by order
+    own = tool("s4", "get_weather", None, **{"gen_ai.tool.call.id": "call_own"})
+    own.tool_call_id = "call_own"
+    pairing.settle([gen, rome, paris, clock, own])
+    assert [rome.tool_call_id, paris.tool_call_id, clock.tool_call_id] == [
+        "call_b",
+        "call_a",
+        "call_c",
+    ]
+    assert own.tool_call_id == "call_own"
+
+
+def test_a_call_is_claimed_once():
+    gen = generation(("call_a", "get_weather", {"location": "Paris"}))
+    first, second = tool("s1", "get_weather", "Paris"), tool("s2", "get_weather", "Paris")
+    pairing.settle([gen, first, second])
+    assert (first.tool_call_id, second.tool_call_id) == ("call_a", None)
+
+
+def test_messages_that_say_nothing_are_dropped():
+    v = SpanView(span("chat", "g1"), kind="generation")
+    v.messages_in = [{"role": "user", "content": None}, {"role": "assistant", "content": ""}]
+    v.message_out = {"role": "assistant", "content": []}
+    pairing.settle([v])
+    assert v.messages_in == [{"role": "user", "content": None}]  # withheld, not empty
+    assert v.message_out is None
