@@ -10,6 +10,7 @@ result → answer), ``stream`` (the same, streamed) and ``error`` (the model ans
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 from collections.abc import Callable
@@ -120,6 +121,55 @@ def run_langgraph(base_url: str, endpoint: str, project: str) -> None:
     provider.shutdown()
 
 
+def run_openai_agents(base_url: str, endpoint: str, project: str) -> None:
+    """The OpenAI Agents SDK with OpenInference's processor: its default Responses model, and
+    ``OpenAIChatCompletionsModel`` streamed."""
+    from agents import (
+        Agent,
+        ModelSettings,
+        OpenAIChatCompletionsModel,
+        OpenAIResponsesModel,
+        Runner,
+        function_tool,
+        set_tracing_disabled,
+    )
+    from openai import AsyncOpenAI
+    from openinference.instrumentation.openai_agents import OpenAIAgentsInstrumentor
+
+    provider = grpc_provider(endpoint, project, "agent-openai-agents")
+    OpenAIAgentsInstrumentor().instrument(tracer_provider=provider)
+    set_tracing_disabled(False)
+    tracer = provider.get_tracer("framework-agents")
+    client = AsyncOpenAI(base_url=base_url, api_key="sk-stub", max_retries=0)
+    weather = function_tool(get_weather)
+
+    def agent(model) -> Agent:
+        settings = ModelSettings(include_usage=True)  # streamed chat completions report usage
+        return Agent(
+            name="weather",
+            instructions=SYSTEM,
+            tools=[weather],
+            model=model,
+            model_settings=settings,
+        )
+
+    async def streamed() -> None:
+        chat = OpenAIChatCompletionsModel(model="gpt-4o-mini", openai_client=client)
+        result = Runner.run_streamed(agent(chat), QUESTION)
+        async for _ in result.stream_events():
+            pass
+
+    with tracer.start_as_current_span("scenario agent"):
+        model = OpenAIResponsesModel(model="gpt-4o-mini", openai_client=client)
+        Runner.run_sync(agent(model), QUESTION)
+    with tracer.start_as_current_span("scenario stream"):
+        asyncio.run(streamed())
+    with tracer.start_as_current_span("scenario error"):
+        model = OpenAIResponsesModel(model="boom", openai_client=client)
+        expect_failure(lambda: Runner.run_sync(agent(model), QUESTION))
+    provider.shutdown()
+
+
 def expect_failure(call: Callable[[], object]) -> None:
     try:
         call()
@@ -134,6 +184,7 @@ FRAMEWORKS: dict[str, Callable[[str, str, str], None]] = {
     "strands": run_strands,
     "strands_latest": run_strands,
     "langgraph": run_langgraph,
+    "openai_agents": run_openai_agents,
 }
 
 

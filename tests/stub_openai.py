@@ -4,7 +4,7 @@ instrumentations run end to end without a network.
 Behaviour (deterministic, keyed on the request): model ``boom`` → HTTP 500; a last message
 from a tool → the final answer; tools offered → a ``get_weather`` tool call; an image in the
 prompt → a description; ``stream: true`` → the same answer (text or tool call) as server-sent
-events.
+events. ``/responses`` answers the same turns in the Responses API's shape (not streamed).
 """
 
 from __future__ import annotations
@@ -45,6 +45,61 @@ def reply(request: dict[str, Any]) -> tuple[dict[str, Any], str, dict[str, int]]
     return {"role": "assistant", "content": text}, "stop", _usage(30, 8)
 
 
+def response(request: dict[str, Any]) -> dict[str, Any]:
+    """A Responses API answer (``POST /responses``): the same turns as ``reply``, with the
+    input items read as chat messages (a ``function_call_output`` is the tool's result)."""
+    items = request.get("input")
+    items = [{"role": "user", "content": items}] if isinstance(items, str) else items or []
+    last = items[-1] if items else {}
+    chat = {
+        "messages": [{"role": "tool"} if last.get("type") == "function_call_output" else last],
+        "tools": request.get("tools"),
+    }
+    message, _, usage = reply(chat)
+    if message.get("tool_calls"):
+        call = message["tool_calls"][0]
+        output = [
+            {
+                "type": "function_call",
+                "id": "fc_stub123",
+                "call_id": call["id"],
+                "name": call["function"]["name"],
+                "arguments": call["function"]["arguments"],
+                "status": "completed",
+            }
+        ]
+    else:
+        text = {"type": "output_text", "text": message["content"], "annotations": []}
+        output = [
+            {
+                "type": "message",
+                "id": "msg_stub123",
+                "role": "assistant",
+                "status": "completed",
+                "content": [text],
+            }
+        ]
+    return {
+        "id": "resp_stub123",
+        "object": "response",
+        "created_at": 1700000000,
+        "model": MODEL,
+        "instructions": request.get("instructions"),  # echoed, as the real API does
+        "status": "completed",
+        "output": output,
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": request.get("tools") or [],
+        "usage": {
+            "input_tokens": usage["prompt_tokens"],
+            "output_tokens": usage["completion_tokens"],
+            "total_tokens": usage["total_tokens"],
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens_details": {"reasoning_tokens": 0},
+        },
+    }
+
+
 def _usage(prompt: int, completion: int) -> dict[str, int]:
     return {
         "prompt_tokens": prompt,
@@ -69,10 +124,12 @@ class _Handler(BaseHTTPRequestHandler):
                     "usage": {"prompt_tokens": 5, "total_tokens": 5},
                 },
             )
-        elif not self.path.endswith("/chat/completions"):
+        elif not self.path.endswith(("/chat/completions", "/responses")):
             self._json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
         elif body.get("model") == "boom":
             self._json(500, {"error": {"message": "stub internal error", "type": "server_error"}})
+        elif self.path.endswith("/responses"):
+            self._json(200, response(body))
         elif body.get("stream"):
             self._stream(body)
         else:

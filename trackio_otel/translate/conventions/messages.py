@@ -200,6 +200,42 @@ def from_openai(messages: Any) -> list[Message]:
     return [dict(m) for m in messages if isinstance(m, dict)] if isinstance(messages, list) else []
 
 
+def from_responses(value: Any) -> list[Message]:
+    """Responses API objects (``{"object": "response", "output": [items]}``, one or a list)
+    → one assistant message per response: its ``output_text``, function calls, reasoning."""
+    responses = value if isinstance(value, list) else [value]
+    out: list[Message] = []
+    for response in responses:
+        if not isinstance(response, dict) or response.get("object") != "response":
+            continue
+        texts: list[str] = []
+        calls: list[dict[str, Any]] = []
+        reasoning: list[str] = []
+        for item in response.get("output") or []:
+            kind = item.get("type") if isinstance(item, dict) else None
+            if kind == "message":
+                texts += [
+                    str(c.get("text", ""))
+                    for c in item.get("content") or []
+                    if isinstance(c, dict) and c.get("type") == "output_text"
+                ]
+            elif kind == "function_call":
+                calls.append(
+                    tool_call(item.get("call_id"), item.get("name"), item.get("arguments"))
+                )
+            elif kind == "reasoning":
+                reasoning += [
+                    str(s.get("text", "")) for s in item.get("summary") or [] if isinstance(s, dict)
+                ]
+        msg: Message = {"role": "assistant", "content": "\n".join(texts) if texts else None}
+        if calls:
+            msg["tool_calls"] = calls
+        if reasoning:
+            msg["reasoning_content"] = "\n".join(reasoning)
+        out.append(msg)
+    return out
+
+
 _KEY_JSON = pdata.json_encoder(sort_keys=True, ensure_ascii=False, default=str)
 
 

@@ -88,8 +88,9 @@ def fill(v: SpanView, span: Span, logs: list[Log]) -> None:
 
     history = [to_openai(m) for m in msgs.unflatten(a, "llm.input_messages.") if _recorded(m)]
     outputs = [to_openai(m) for m in msgs.unflatten(a, "llm.output_messages.") if _recorded(m)]
-    if not history and not outputs:
-        history, outputs = _from_raw(inp, out)
+    if not history or not outputs:  # the raw request/response fill what was not flattened
+        raw_history, raw_outputs = _from_raw(inp, out)
+        history, outputs = history or raw_history, outputs or raw_outputs
     if not history and not outputs:  # only the dual-emitted gen_ai.* content is left
         history, outputs = genai.content(span, logs)
     if outputs and a.get("llm.finish_reason") and "finish_reason" not in outputs[0]:
@@ -174,11 +175,15 @@ def to_openai(item: Any) -> msgs.Message:
 
 
 def _from_raw(inp: Any, out: Any) -> tuple[list[msgs.Message], list[msgs.Message]]:
-    """The raw OpenAI request/response JSON, when the flattened messages are hidden."""
+    """The raw OpenAI request/response JSON, when the flattened messages are hidden: a chat
+    completion, or Responses objects (openai-agents records a streamed chat-completions
+    call's output only as a list of those)."""
     history = msgs.from_openai(inp.get("messages")) if isinstance(inp, dict) else []
     outputs: list[msgs.Message] = []
     if isinstance(out, dict) and isinstance(out.get("choices"), list) and out["choices"]:
         choice = out["choices"][0]
         if isinstance(choice, dict) and isinstance(choice.get("message"), dict):
             outputs = msgs.from_openai(choice["message"])
+    else:
+        outputs = msgs.from_responses(out)
     return history, outputs
