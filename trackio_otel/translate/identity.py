@@ -11,7 +11,6 @@ restart or a retry lands in the same run.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol, TypeVar
 
@@ -46,6 +45,20 @@ def project_name_error(canonical: str) -> str | None:
     for suffix in _RESERVED_SUFFIXES:
         if len(canonical) > len(suffix) and canonical.endswith(suffix):
             return f"project {canonical!r} ends with the reserved suffix {suffix!r}"
+    return None
+
+
+MAX_NAME_BYTES = 200
+"""Longest project, run name or run id (UTF-8 bytes). Trackio derives file names from
+them (``<project>.db``, ``<project>.lock``, ``<project>_external_run_artifact_links.parquet``,
+``media/<project>/<run name>/``); file systems cap a name at 255 bytes, so a longer one
+could never be written, and retrying would not help."""
+
+
+def name_error(what: str, name: str) -> str | None:
+    size = len(name.encode("utf-8", "surrogatepass"))
+    if size > MAX_NAME_BYTES:
+        return f"{what} is {size} bytes long; at most {MAX_NAME_BYTES} (UTF-8) are allowed"
     return None
 
 
@@ -100,8 +113,8 @@ def run_for(attrs: dict[str, Any]) -> Run:
     """Raise ``ValueError`` naming the attribute when the resource can't be placed."""
     raw_project = attrs.get(semconv.PROJECT) or attrs.get(semconv.SERVICE_NAME) or "default"
     project = canonical_project_name(str(raw_project))
-    if error := project_name_error(project):
-        source = semconv.PROJECT if semconv.PROJECT in attrs else semconv.SERVICE_NAME
+    source = semconv.PROJECT if attrs.get(semconv.PROJECT) else semconv.SERVICE_NAME
+    if error := project_name_error(project) or name_error("project", project):
         raise ValueError(f"resource.attributes[{source}]: {error}")
 
     process = attrs.get(semconv.SERVICE_INSTANCE_ID) or (
@@ -115,6 +128,11 @@ def run_for(attrs: dict[str, Any]) -> Run:
         service = str(attrs.get(semconv.SERVICE_NAME) or "otel")
         name = f"{service}-{digest(process)[:8]}"
         run_id = attrs.get(semconv.RUN_ID) or digest(project, name, process)
+    if error := name_error("run name", name):
+        source = semconv.RUN_NAME if attrs.get(semconv.RUN_NAME) else semconv.SERVICE_NAME
+        raise ValueError(f"resource.attributes[{source}]: {error}")
+    if error := name_error("run id", str(run_id)):
+        raise ValueError(f"resource.attributes[{semconv.RUN_ID}]: {error}")
     group = attrs.get(semconv.RUN_GROUP)
     service_name = attrs.get(semconv.SERVICE_NAME)
     return Run(
@@ -132,7 +150,7 @@ def _config(attrs: dict[str, Any]) -> dict[str, Any]:
     raw = attrs.get(semconv.RUN_CONFIG)
     if isinstance(raw, str):
         try:
-            parsed = json.loads(raw)
+            parsed = pdata.loads(raw)
         except ValueError as exc:
             raise ValueError(
                 f"resource.attributes[{semconv.RUN_CONFIG}]: not JSON ({exc})"

@@ -33,6 +33,9 @@ def from_request(request: ExportLogsServiceRequest) -> Batch:
                 error = f"trace_id {error}" if error else None
                 if not error and (e := pdata.id_error(record.span_id, 8, required=False)):
                     error = f"span_id {e}"
+                for name in ("time_unix_nano", "observed_time_unix_nano"):
+                    if not error and (e := pdata.uint64_error(getattr(record, name))):
+                        error = f"{name} {e}"
                 if error:
                     batch.reject(where, error)
                     continue

@@ -121,12 +121,12 @@ def from_request(request: ExportMetricsServiceRequest) -> Batch:
     ):
         for j, scope_metrics in enumerate(resource_metrics.scope_metrics):
             for m, metric in enumerate(scope_metrics.metrics):
-                for n, point in enumerate(_points(metric, run, resource.id)):
+                where = f"resource_metrics[{i}].scope_metrics[{j}].metrics[{m}]"
+                for n, point in enumerate(_points(metric, run, resource.id, batch, where)):
                     point.scope_name = scope_metrics.scope.name
                     point.scope_version = scope_metrics.scope.version
                     batch.points.append(point)
                     if why := steps.error(point.attributes.get(semconv.STEP)):
-                        where = f"resource_metrics[{i}].scope_metrics[{j}].metrics[{m}]"
                         batch.warn(f"{where}.data_points[{n}]", f"{why}; it makes no metrics row")
                     else:
                         scalar_points.append(point)
@@ -143,7 +143,8 @@ def _point_count(resource_metrics: ResourceMetrics) -> int:
     )
 
 
-def _points(metric: Metric, run: Run, resource_id: str) -> list[Point]:
+def _points(metric: Metric, run: Run, resource_id: str, batch: Batch, where: str) -> list[Point]:
+    """The metric's points; those SQLite cannot hold are rejected into ``batch``."""
     kind = metric.WhichOneof("data")
     if kind is None:
         return []
@@ -151,7 +152,10 @@ def _points(metric: Metric, run: Run, resource_id: str) -> list[Point]:
     temporality = getattr(data, "aggregation_temporality", 0)
     monotonic = getattr(data, "is_monotonic", False)
     points = []
-    for dp in data.data_points:
+    for d, dp in enumerate(data.data_points):
+        if error := _uint64_error(dp, kind):
+            batch.reject(f"{where}.data_points[{d}]", error)
+            continue
         attrs = pdata.attributes(dp.attributes)
         point = Point(
             uid=digest(
@@ -187,9 +191,21 @@ def _points(metric: Metric, run: Run, resource_id: str) -> list[Point]:
     return points
 
 
+def _uint64_error(dp: Any, kind: str) -> str | None:
+    """The first fixed64 column of a point past SQLite's signed 64-bit INTEGER, named."""
+    fields = ("start_time_unix_nano", "time_unix_nano")
+    for name in (*fields, "count") if kind not in ("gauge", "sum") else fields:
+        if error := pdata.uint64_error(getattr(dp, name)):
+            return f"{name} {error}"
+    return None
+
+
 def _buckets(kind: str, dp: Any) -> dict[str, Any]:
+    """Bucket layout as JSON; a non-finite bound or quantile is written as Trackio writes
+    non-finite floats (``"NaN"``, ``"Infinity"``), not refused by the encoder."""
     if kind == "histogram":
-        return {"bounds": list(dp.explicit_bounds), "counts": list(dp.bucket_counts)}
+        bounds = [pdata.json_number(b) for b in dp.explicit_bounds]
+        return {"bounds": bounds, "counts": list(dp.bucket_counts)}
     if kind == "exponential_histogram":
         return {
             "scale": dp.scale,
@@ -197,7 +213,11 @@ def _buckets(kind: str, dp: Any) -> dict[str, Any]:
             "positive": {"offset": dp.positive.offset, "counts": list(dp.positive.bucket_counts)},
             "negative": {"offset": dp.negative.offset, "counts": list(dp.negative.bucket_counts)},
         }
-    return {"quantiles": [{"q": q.quantile, "value": q.value} for q in dp.quantile_values]}
+    quantiles = [
+        {"q": pdata.json_number(q.quantile), "value": pdata.json_number(q.value)}
+        for q in dp.quantile_values
+    ]
+    return {"quantiles": quantiles}
 
 
 def scalar_rows(points: list[Point]) -> list[Scalars]:

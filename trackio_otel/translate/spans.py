@@ -35,6 +35,8 @@ def from_request(request: ExportTraceServiceRequest) -> Batch:
                         "parent_span_id",
                         pdata.id_error(parent_id, pdata.SPAN_ID_BYTES, required=False),
                     )
+                    or _field("start_time_unix_nano", pdata.uint64_error(span.start_time_unix_nano))
+                    or _field("end_time_unix_nano", pdata.uint64_error(span.end_time_unix_nano))
                 )
                 if error:
                     batch.reject(f"resource_spans[{i}].scope_spans[{j}].spans[{k}]", error)
