@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from pathlib import Path
 
 SYSTEM = "You are a weather bot."
 QUESTION = "What's the weather in Paris?"
@@ -180,11 +182,23 @@ def expect_failure(call: Callable[[], object]) -> None:
         raise SystemExit("the stub's 500 did not raise")
 
 
+def run_vercel_ai(base_url: str, endpoint: str, project: str) -> None:
+    """The Vercel AI SDK runs under Node (tests/node, installed by ``.ci/run``)."""
+    node = Path(__file__).resolve().parent / "node"
+    subprocess.run(
+        ["node", "vercel_agent.mjs", base_url, f"http://{endpoint}", project],
+        cwd=node,
+        check=True,
+        timeout=120,
+    )
+
+
 FRAMEWORKS: dict[str, Callable[[str, str, str], None]] = {
     "strands": run_strands,
     "strands_latest": run_strands,
     "langgraph": run_langgraph,
     "openai_agents": run_openai_agents,
+    "vercel_ai": run_vercel_ai,
 }
 
 
