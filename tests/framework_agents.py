@@ -1,7 +1,8 @@
 """The program ``test_frameworks`` runs, once per agent framework, in its own process (each
 sets up its own global OTel providers and patches its own clients).
 
-``python -m tests.framework_agents <framework> <base_url> <otlp_endpoint> <project>`` builds
+``python -m tests.framework_agents <framework> <base_url> <otlp_endpoint> <project>`` (a
+``host:port`` for OTLP/gRPC, an ``http://`` URL for OTLP/HTTP where a framework supports it) builds
 the framework's weather agent on the stub server (tests/stub_openai.py), with the
 framework's usual OpenTelemetry setup exporting over OTLP/gRPC, and runs three scenarios,
 each under its own root span ``scenario <name>``: ``agent`` (question → tool call → tool
@@ -50,8 +51,8 @@ def grpc_provider(endpoint: str, project: str, service: str):
 
 
 def run_strands(base_url: str, endpoint: str, project: str) -> None:
-    """Strands exports through ``StrandsTelemetry``; its own ``setup_otlp_exporter`` is
-    OTLP/HTTP, so the gRPC exporter goes on the provider it sets up globally."""
+    """Strands exports through ``StrandsTelemetry``: its own ``setup_otlp_exporter`` (OTLP/HTTP)
+    for an ``http://`` endpoint, else a gRPC exporter on the provider it sets up globally."""
     os.environ["OTEL_RESOURCE_ATTRIBUTES"] = f"trackio.project={project}"
     os.environ["OTEL_SERVICE_NAME"] = "agent-strands"
     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
@@ -61,9 +62,12 @@ def run_strands(base_url: str, endpoint: str, project: str) -> None:
     from strands.telemetry import StrandsTelemetry
 
     telemetry = StrandsTelemetry()
-    telemetry.tracer_provider.add_span_processor(
-        SimpleSpanProcessor(OTLPSpanExporter(endpoint=endpoint, insecure=True))
-    )
+    if endpoint.startswith("http://"):
+        telemetry.setup_otlp_exporter(endpoint=f"{endpoint}/v1/traces")
+    else:
+        telemetry.tracer_provider.add_span_processor(
+            SimpleSpanProcessor(OTLPSpanExporter(endpoint=endpoint, insecure=True))
+        )
     tracer = telemetry.tracer_provider.get_tracer("framework-agents")
     weather = tool(get_weather)
 
@@ -183,10 +187,13 @@ def expect_failure(call: Callable[[], object]) -> None:
 
 
 def run_vercel_ai(base_url: str, endpoint: str, project: str) -> None:
-    """The Vercel AI SDK runs under Node (tests/node, installed by ``.ci/run``)."""
+    """The Vercel AI SDK runs under Node (tests/node, installed by ``.ci/run``), exporting
+    OTLP/HTTP to an ``http://`` endpoint, else OTLP/gRPC."""
     node = Path(__file__).resolve().parent / "node"
+    protocol = "http" if endpoint.startswith("http://") else "grpc"
+    url = endpoint if protocol == "http" else f"http://{endpoint}"
     subprocess.run(
-        ["node", "vercel_agent.mjs", base_url, f"http://{endpoint}", project],
+        ["node", "vercel_agent.mjs", base_url, url, project, protocol],
         cwd=node,
         check=True,
         timeout=120,
@@ -196,6 +203,7 @@ def run_vercel_ai(base_url: str, endpoint: str, project: str) -> None:
 FRAMEWORKS: dict[str, Callable[[str, str, str], None]] = {
     "strands": run_strands,
     "strands_latest": run_strands,
+    "strands_http": run_strands,
     "langgraph": run_langgraph,
     "openai_agents": run_openai_agents,
     "vercel_ai": run_vercel_ai,

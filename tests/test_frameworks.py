@@ -82,12 +82,17 @@ def assert_failed_call(trace: dict, *, model: str | None = "boom") -> None:
     assert all(m["role"] != "assistant" for m in trace["messages"])  # nothing invented
 
 
-@pytest.mark.parametrize("framework", ["strands", "strands_latest"])
-def test_strands(framework, endpoint, project):
+def http_url(collector) -> str:
+    return f"http://127.0.0.1:{collector.http_port}"
+
+
+@pytest.mark.parametrize("framework", ["strands", "strands_latest", "strands_http"])
+def test_strands(framework, collector, endpoint, project):
     """Strands 1.62 writes content as span events: per-message events with Bedrock content
     blocks by default, ``gen_ai.client.inference.operation.details`` events when opted in
-    to the latest GenAI conventions."""
-    traces = run_framework(framework, endpoint, project)
+    to the latest GenAI conventions. Its own exporter setup is OTLP/HTTP."""
+    target = http_url(collector) if framework == "strands_http" else endpoint
+    traces = run_framework(framework, target, project)
     assert_tool_agent(traces["scenario agent"])
     assert_tool_agent(traces["scenario stream"])
     assert_failed_call(traces["scenario error"])
@@ -117,12 +122,14 @@ def test_openai_agents(endpoint, project):
     assert_failed_call(traces["scenario error"], model=None)
 
 
-def test_vercel_ai(endpoint, project):
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_vercel_ai(protocol, collector, endpoint, project):
     """The Vercel AI SDK 6.0 (``ai`` + ``@ai-sdk/openai``, under Node, Node OTel SDK over
     gRPC): its ``ai.*`` convention — model calls are ``….doGenerate`` / ``….doStream``
     spans with no ``gen_ai.operation.name``, tools are ``ai.toolCall`` spans, content is
     ``ai.prompt.messages`` / ``ai.response.*``."""
-    traces = run_framework("vercel_ai", endpoint, project)
+    target = http_url(collector) if protocol == "http" else endpoint
+    traces = run_framework("vercel_ai", target, project)
     assert_tool_agent(traces["scenario agent"])
     assert_tool_agent(traces["scenario stream"])
     assert_failed_call(traces["scenario error"])

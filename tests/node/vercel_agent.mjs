@@ -1,23 +1,28 @@
 // The Vercel AI SDK's weather agent, the way its docs set up telemetry: a registered Node
-// tracer provider (here exporting OTLP/gRPC to the collector) and
+// tracer provider (exporting OTLP/gRPC or OTLP/HTTP protobuf to the collector) and
 // `experimental_telemetry: {isEnabled: true}` on each call. Run by tests/test_frameworks.py:
-//   node vercel_agent.mjs <base_url> <otlp_grpc_url> <project>
+//   node vercel_agent.mjs <base_url> <otlp_url> <project> <grpc|http>
 // Three scenarios, each under its own root span `scenario <name>`: agent (question → tool
 // call → tool result → answer), stream (the same with streamText), error (the model
 // answers HTTP 500).
 import { createOpenAI } from "@ai-sdk/openai";
 import { trace } from "@opentelemetry/api";
-import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-grpc";
+import { OTLPTraceExporter as GrpcExporter } from "@opentelemetry/exporter-trace-otlp-grpc";
+import { OTLPTraceExporter as HttpExporter } from "@opentelemetry/exporter-trace-otlp-proto";
 import { resourceFromAttributes } from "@opentelemetry/resources";
 import { SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base";
 import { NodeTracerProvider } from "@opentelemetry/sdk-trace-node";
 import { generateText, stepCountIs, streamText, tool } from "ai";
 import { z } from "zod";
 
-const [baseURL, otlpUrl, project] = process.argv.slice(2);
+const [baseURL, otlpUrl, project, protocol] = process.argv.slice(2);
+const exporter =
+  protocol === "http"
+    ? new HttpExporter({ url: `${otlpUrl}/v1/traces` })
+    : new GrpcExporter({ url: otlpUrl });
 const provider = new NodeTracerProvider({
   resource: resourceFromAttributes({ "service.name": "agent-vercel-ai", "trackio.project": project }),
-  spanProcessors: [new SimpleSpanProcessor(new OTLPTraceExporter({ url: otlpUrl }))],
+  spanProcessors: [new SimpleSpanProcessor(exporter)],
 });
 provider.register();
 const tracer = trace.getTracer("framework-agents");
