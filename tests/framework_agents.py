@@ -176,6 +176,34 @@ def run_openai_agents(base_url: str, endpoint: str, project: str) -> None:
     provider.shutdown()
 
 
+def run_smolagents(base_url: str, endpoint: str, project: str) -> None:
+    """smolagents' ``ToolCallingAgent`` on ``OpenAIServerModel``, traced by OpenInference's
+    smolagents instrumentor (the setup smolagents' docs give)."""
+    from openinference.instrumentation.smolagents import SmolagentsInstrumentor
+    from smolagents import OpenAIServerModel, ToolCallingAgent, tool
+
+    provider = grpc_provider(endpoint, project, "agent-smolagents")
+    SmolagentsInstrumentor().instrument(tracer_provider=provider)
+    tracer = provider.get_tracer("framework-agents")
+    weather = tool(get_weather)
+
+    def agent(model: str, stream: bool) -> ToolCallingAgent:
+        llm = OpenAIServerModel(
+            model_id=model, api_base=base_url, api_key="sk-stub", client_kwargs={"max_retries": 0}
+        )
+        return ToolCallingAgent(
+            tools=[weather], model=llm, max_steps=3, stream_outputs=stream, verbosity_level=0
+        )
+
+    with tracer.start_as_current_span("scenario agent"):
+        agent("gpt-4o-mini", stream=False).run(QUESTION)
+    with tracer.start_as_current_span("scenario stream"):
+        agent("gpt-4o-mini", stream=True).run(QUESTION)
+    with tracer.start_as_current_span("scenario error"):
+        expect_failure(lambda: agent("boom", stream=False).run(QUESTION))
+    provider.shutdown()
+
+
 def expect_failure(call: Callable[[], object]) -> None:
     try:
         call()
@@ -207,6 +235,7 @@ FRAMEWORKS: dict[str, Callable[[str, str, str], None]] = {
     "langgraph": run_langgraph,
     "openai_agents": run_openai_agents,
     "vercel_ai": run_vercel_ai,
+    "smolagents": run_smolagents,
 }
 
 

@@ -2,9 +2,11 @@
 instrumentations run end to end without a network.
 
 Behaviour (deterministic, keyed on the request): model ``boom`` → HTTP 500; a last message
-from a tool → the final answer; tools offered → a ``get_weather`` tool call; an image in the
-prompt → a description; ``stream: true`` → the same answer (text or tool call) as server-sent
-events. ``/responses`` answers the same turns in the Responses API's shape (not streamed).
+from a tool (or smolagents' ``Observation:`` turn) → the final answer, as a ``final_answer``
+tool call when that tool is offered (smolagents' ``ToolCallingAgent``); tools offered → a
+``get_weather`` tool call; an image in the prompt → a description; ``stream: true`` → the
+same answer (text or tool call) as server-sent events. ``/responses`` answers the same turns
+in the Responses API's shape (not streamed).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 MODEL = "gpt-4o-mini-2024-07-18"
 CALL_ID = "call_VSPygqKTWdrhaFErNvMV18Yl"
+FINAL_CALL_ID = "call_final_answer_1"
 FINAL_ANSWER = "It is rainy and 57°F in Paris."
 IMAGE_ANSWER = "A single red pixel."
 
@@ -31,7 +34,21 @@ def reply(request: dict[str, Any]) -> tuple[dict[str, Any], str, dict[str, int]]
         and any(isinstance(p, dict) and p.get("type") == "image_url" for p in m["content"])
         for m in messages
     )
-    if last.get("role") == "tool":
+    if last.get("role") == "tool" or "Observation:" in _text(last):  # smolagents' result turn
+        if any(_tool_name(t) == "final_answer" for t in request.get("tools") or []):
+            call = {
+                "id": FINAL_CALL_ID,
+                "type": "function",
+                "function": {
+                    "name": "final_answer",
+                    "arguments": json.dumps({"answer": FINAL_ANSWER}),
+                },
+            }
+            return (
+                {"role": "assistant", "content": None, "tool_calls": [call]},
+                "tool_calls",
+                _usage(58, 12),
+            )
         return {"role": "assistant", "content": FINAL_ANSWER}, "stop", _usage(58, 12)
     if request.get("tools"):
         call = {
@@ -43,6 +60,17 @@ def reply(request: dict[str, Any]) -> tuple[dict[str, Any], str, dict[str, int]]
         return message, "tool_calls", _usage(41, 17)
     text = IMAGE_ANSWER if has_image else FINAL_ANSWER
     return {"role": "assistant", "content": text}, "stop", _usage(30, 8)
+
+
+def _text(message: dict[str, Any]) -> str:
+    content = message.get("content")
+    if isinstance(content, list):
+        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    return str(content or "")
+
+
+def _tool_name(tool: dict[str, Any]) -> str | None:
+    return (tool.get("function") or {}).get("name") or tool.get("name")
 
 
 def response(request: dict[str, Any]) -> dict[str, Any]:

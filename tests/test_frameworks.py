@@ -15,6 +15,7 @@ import pytest
 from tests.conftest import traces_of
 from tests.framework_agents import QUESTION, SYSTEM
 from tests.stub_openai import CALL_ID, FINAL_ANSWER, serve
+from trackio_otel.translate.conventions import smolagents
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,24 +45,26 @@ def spans_of(trace: dict, kind: str) -> list[dict]:
     return [s for s in trace["spans"] if s["kind"] == kind]
 
 
-def assert_tool_agent(trace: dict, *, system: bool = True, model: str = "gpt-4o-mini") -> None:
-    """Question → assistant tool call → tool result paired by id → final answer; one
-    generation per model call, each with its model and its own usage; the tool span's id
-    is the call id, so Trackio pairs it with the tool message."""
+def assert_tool_agent(
+    trace: dict, *, system: str | None = SYSTEM, model: str = "gpt-4o-mini"
+) -> None:
+    """(System →) question → assistant tool call → tool result paired by id → final
+    answer; one generation per model call, each with its model and its own usage; the
+    tool span's id is the call id, so Trackio pairs it with the tool message. ``system``
+    None: the framework's own system prompt, whatever it says."""
     chat = trace["messages"]
     roles = [m["role"] for m in chat]
-    assert roles == [*(["system"] if system else []), "user", "assistant", "tool", "assistant"]
-    if system:
+    assert roles == ["system", "user", "assistant", "tool", "assistant"], chat
+    if system is not None:
         assert chat[0]["content"] == SYSTEM
-    assert chat[-4]["content"] == QUESTION
+    assert QUESTION in chat[-4]["content"]
     (call,) = chat[-3]["tool_calls"]
     assert call["id"] == CALL_ID
     assert call["function"]["name"] == "get_weather"
     assert chat[-2]["tool_call_id"] == CALL_ID
     assert "rainy" in chat[-2]["content"]
     assert chat[-1]["content"] == FINAL_ANSWER
-    (tool,) = spans_of(trace, "tool")
-    assert tool["id"] == CALL_ID
+    assert spans_of(trace, "tool")[0]["id"] == CALL_ID
     gens = spans_of(trace, "generation")
     assert len(gens) == 2
     assert all(g["model"].startswith(model) for g in gens), gens  # request or response model
@@ -69,16 +72,20 @@ def assert_tool_agent(trace: dict, *, system: bool = True, model: str = "gpt-4o-
     assert trace["metadata"]["total_tokens"] == 128
 
 
-def assert_failed_call(trace: dict, *, model: str | None = "boom") -> None:
+def assert_failed_call(
+    trace: dict, *, model: str | None = "boom", question: bool | None = None
+) -> None:
     """The 500 is an error on the one generation, with the request's model and messages
-    (``model=None``: the framework records neither for a failed call)."""
+    (``model=None``: the framework records no model for a failed call; unless ``question``
+    says otherwise, no messages either)."""
     (gen,) = spans_of(trace, "generation")
     assert gen["status"] == "error"
     assert "stub internal error" in gen["error"]
     assert gen.get("model") == model
     assert trace["metadata"]["status"] == "error"
     questions = [m["content"] for m in trace["messages"] if m["role"] == "user"]
-    assert questions == ([QUESTION] if model else [])
+    assert len(questions) == (1 if question or (question is None and model) else 0)
+    assert all(QUESTION in q for q in questions)
     assert all(m["role"] != "assistant" for m in trace["messages"])  # nothing invented
 
 
@@ -135,3 +142,27 @@ def test_vercel_ai(protocol, collector, endpoint, project):
     assert_failed_call(traces["scenario error"])
     (tool,) = spans_of(traces["scenario agent"], "tool")
     assert (tool["input"], tool["output"]["conditions"]) == ({"location": "Paris"}, "rainy")
+
+
+def test_smolagents(endpoint, project):
+    """smolagents 1.26 ``ToolCallingAgent`` under openinference-instrumentation-smolagents
+    0.1.43: its ``tool-call`` / ``tool-response`` memory roles become OpenAI's, its
+    ``final_answer`` call is the answer, tool spans take ``tool.name`` (not the class
+    name). The failed call's span records no model (smolagents sets it on success)."""
+    traces = run_framework("smolagents", endpoint, project)
+    for name in ("scenario agent", "scenario stream"):
+        assert_tool_agent(traces[name], system=None)
+        tools = spans_of(traces[name], "tool")
+        assert [t["name"] for t in tools] == ["get_weather", "final_answer"]
+        assert tools[0]["input"] == {"location": "Paris"}
+    assert_failed_call(traces["scenario error"], model=None, question=True)
+
+
+def test_smolagents_replayed_calls_are_parsed_as_literals_only():
+    """The ``Calling tools`` repr is read with ``ast.literal_eval``: code stays text."""
+    evil = {"role": "tool-call", "content": "Calling tools:\n[__import__('os').getcwd()]"}
+    assert smolagents.history([evil]) == [{**evil, "role": "assistant"}]
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": {"x": 1}}}
+    replay = f"Calling tools:\n{[call]}"  # what smolagents' memory writes
+    (call,) = smolagents.history([{"role": "tool-call", "content": replay}])[0]["tool_calls"]
+    assert (call["id"], call["function"]["arguments"]) == ("c1", '{"x": 1}')

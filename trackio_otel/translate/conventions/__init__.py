@@ -48,6 +48,8 @@ class SpanView:
 
     span: Span
     kind: str = "span"
+    name: str | None = None
+    """The span's name in Trackio when the family names it better than the OTel span does."""
     status: str = "success"
     error: str | None = None
     model: str | None = None
@@ -68,7 +70,7 @@ class SpanView:
         s = self.span
         out: dict[str, Any] = {
             "id": span_id,
-            "name": s.name,
+            "name": self.name or s.name,
             "kind": self.kind,
             "parent_id": parent_id,
             "start_time": pdata.iso(s.start_ns) if s.start_ns else None,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from trackio_otel.translate import pdata
-from trackio_otel.translate.conventions import genai, usage
+from trackio_otel.translate.conventions import genai, smolagents, usage
 from trackio_otel.translate.conventions import messages as msgs
 from trackio_otel.translate.model import Log, Span
 
@@ -77,8 +77,12 @@ def fill(v: SpanView, span: Span, logs: list[Log]) -> None:
 
     inp = io_value(a, "input")
     out = io_value(a, "output")
+    framework = smolagents if smolagents.applies(span.scope_name) else None
     if v.kind == "tool":
         v.tool_call_id = a.get("tool.id") or a.get("gen_ai.tool.call.id")
+        v.name = a.get("tool.name")  # smolagents names the span after the tool's class
+        if framework:
+            inp = framework.tool_input(inp)
         v.input = inp if inp is not None else {"tool": a.get("tool.name")}
         v.output = out
         return
@@ -93,6 +97,8 @@ def fill(v: SpanView, span: Span, logs: list[Log]) -> None:
         history, outputs = history or raw_history, outputs or raw_outputs
     if not history and not outputs:  # only the dual-emitted gen_ai.* content is left
         history, outputs = genai.content(span, logs)
+    if framework:
+        history, outputs = framework.history(history), [framework.answer(m) for m in outputs]
     if outputs and a.get("llm.finish_reason") and "finish_reason" not in outputs[0]:
         outputs[0]["finish_reason"] = a["llm.finish_reason"]
     v.messages_in, v.message_out = history, (outputs[0] if outputs else None)

@@ -26,12 +26,20 @@ def settle(views: list[SpanView]) -> None:
 
 
 def drop_silent(views: list[SpanView]) -> None:
-    """Never invent a message: drop the ones that say nothing (see ``says_something``)."""
+    """Never invent a message: drop the ones that say nothing (see ``says_something``), and
+    read a tool call's empty text as no text, as its replay in the next call's history
+    does (a streamed call accumulates ``""``; the history holds ``None``)."""
     for v in views:
         if v.messages_in:
-            v.messages_in = [m for m in v.messages_in if says_something(m)]
-        if v.message_out is not None and not says_something(v.message_out):
-            v.message_out = None
+            v.messages_in = [_tidy(m) for m in v.messages_in if says_something(m)]
+        if v.message_out is not None:
+            v.message_out = _tidy(v.message_out) if says_something(v.message_out) else None
+
+
+def _tidy(message: dict[str, Any]) -> dict[str, Any]:
+    if message.get("content") == "" and message.get("tool_calls"):
+        return {**message, "content": None}
+    return message
 
 
 def pair_tools(views: list[SpanView]) -> None:
