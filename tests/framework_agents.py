@@ -204,6 +204,38 @@ def run_smolagents(base_url: str, endpoint: str, project: str) -> None:
     provider.shutdown()
 
 
+def run_pydantic_ai(base_url: str, endpoint: str, project: str) -> None:
+    """pydantic-ai's own OTel instrumentation (``Agent.instrument_all``), no logfire."""
+    from pydantic_ai import Agent
+    from pydantic_ai.models.instrumented import InstrumentationSettings
+    from pydantic_ai.models.openai import OpenAIChatModel
+    from pydantic_ai.providers.openai import OpenAIProvider
+
+    provider = grpc_provider(endpoint, project, "agent-pydantic-ai")
+    Agent.instrument_all(InstrumentationSettings(tracer_provider=provider))
+    tracer = provider.get_tracer("framework-agents")
+    client = OpenAIProvider(base_url=base_url, api_key="sk-stub")
+    client.client.max_retries = 0
+
+    def agent(model: str) -> Agent:
+        return Agent(
+            OpenAIChatModel(model, provider=client), instructions=SYSTEM, tools=[get_weather]
+        )
+
+    async def streamed() -> None:
+        async with agent("gpt-4o-mini").run_stream(QUESTION) as result:
+            async for _ in result.stream_text():
+                pass
+
+    with tracer.start_as_current_span("scenario agent"):
+        agent("gpt-4o-mini").run_sync(QUESTION)
+    with tracer.start_as_current_span("scenario stream"):
+        asyncio.run(streamed())
+    with tracer.start_as_current_span("scenario error"):
+        expect_failure(lambda: agent("boom").run_sync(QUESTION))
+    provider.shutdown()
+
+
 def expect_failure(call: Callable[[], object]) -> None:
     try:
         call()
@@ -236,6 +268,7 @@ FRAMEWORKS: dict[str, Callable[[str, str, str], None]] = {
     "openai_agents": run_openai_agents,
     "vercel_ai": run_vercel_ai,
     "smolagents": run_smolagents,
+    "pydantic_ai": run_pydantic_ai,
 }
 
 

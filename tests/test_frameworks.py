@@ -166,3 +166,12 @@ def test_smolagents_replayed_calls_are_parsed_as_literals_only():
     replay = f"Calling tools:\n{[call]}"  # what smolagents' memory writes
     (call,) = smolagents.history([{"role": "tool-call", "content": replay}])[0]["tool_calls"]
     assert (call["id"], call["function"]["arguments"]) == ("c1", '{"x": 1}')
+
+
+def test_pydantic_ai(endpoint, project):
+    """pydantic-ai-slim 2.68's own instrumentation (OTel GenAI) stays right; its failed
+    call's span holds no messages, but the agent span's ``pydantic_ai.all_messages`` does."""
+    traces = run_framework("pydantic_ai", endpoint, project)
+    assert_tool_agent(traces["scenario agent"])
+    assert_tool_agent(traces["scenario stream"])
+    assert_failed_call(traces["scenario error"])

@@ -39,6 +39,9 @@ CONTENT_ATTRIBUTES = frozenset(
         "gen_ai.completion",
     }
 )
+PYDANTIC_AI_MESSAGES = "pydantic_ai.all_messages"
+"""pydantic-ai's agent span holds the run's messages here, also when its model call failed
+(whose own span then holds none)."""
 _DETECT = (
     semconv.GEN_AI_PROVIDER_NAME,
     semconv.GEN_AI_INPUT_MESSAGES,
@@ -156,6 +159,13 @@ def content(span: Span, logs: list[Log]) -> tuple[list[msgs.Message], list[msgs.
     a = span.attributes
     if semconv.GEN_AI_INPUT_MESSAGES in a or semconv.GEN_AI_OUTPUT_MESSAGES in a:
         return _from_latest(a)
+    if PYDANTIC_AI_MESSAGES in a:  # its agent span: the run's whole conversation, as parts
+        return _from_latest(
+            {
+                semconv.GEN_AI_INPUT_MESSAGES: a[PYDANTIC_AI_MESSAGES],
+                semconv.GEN_AI_SYSTEM_INSTRUCTIONS: a.get(semconv.GEN_AI_SYSTEM_INSTRUCTIONS),
+            }
+        )
     details: dict[str, Any] = {}
     for log in logs:
         if log.event_name == semconv.EVENT_INFERENCE_DETAILS:
