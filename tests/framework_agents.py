@@ -236,6 +236,45 @@ def run_pydantic_ai(base_url: str, endpoint: str, project: str) -> None:
     provider.shutdown()
 
 
+def run_llamaindex(base_url: str, endpoint: str, project: str) -> None:
+    """LlamaIndex's ``FunctionAgent`` on its ``OpenAI`` LLM, traced by OpenInference's
+    LlamaIndex instrumentor. Runs from ``.venv-llamaindex`` (see pyproject's extras)."""
+    from llama_index.core.agent.workflow import FunctionAgent
+    from llama_index.core.tools import FunctionTool
+    from llama_index.llms.openai import OpenAI
+    from openinference.instrumentation.llama_index import LlamaIndexInstrumentor
+
+    from tests.stub_openai import FAIL_HEADER
+
+    provider = grpc_provider(endpoint, project, "agent-llamaindex")
+    LlamaIndexInstrumentor().instrument(tracer_provider=provider)
+    tracer = provider.get_tracer("framework-agents")
+    weather = FunctionTool.from_defaults(get_weather)
+
+    async def run(stream: bool, fail: bool = False) -> None:
+        llm = OpenAI(
+            model="gpt-4o-mini",  # it refuses unknown model names: the stub fails by header
+            api_base=base_url,
+            api_key="sk-stub",
+            max_retries=0,
+            default_headers={FAIL_HEADER: "1"} if fail else None,
+            additional_kwargs={"stream_options": {"include_usage": True}} if stream else {},
+        )
+        agent = FunctionAgent(tools=[weather], llm=llm, system_prompt=SYSTEM, streaming=stream)
+        handler = agent.run(QUESTION)
+        async for _ in handler.stream_events():
+            pass
+        await handler
+
+    with tracer.start_as_current_span("scenario agent"):
+        asyncio.run(run(stream=False))
+    with tracer.start_as_current_span("scenario stream"):
+        asyncio.run(run(stream=True))
+    with tracer.start_as_current_span("scenario error"):
+        expect_failure(lambda: asyncio.run(run(stream=False, fail=True)))
+    provider.shutdown()
+
+
 def expect_failure(call: Callable[[], object]) -> None:
     try:
         call()
@@ -269,6 +308,7 @@ FRAMEWORKS: dict[str, Callable[[str, str, str], None]] = {
     "vercel_ai": run_vercel_ai,
     "smolagents": run_smolagents,
     "pydantic_ai": run_pydantic_ai,
+    "llamaindex": run_llamaindex,
 }
 
 

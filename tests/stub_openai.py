@@ -1,12 +1,12 @@
 """A stand-in for the OpenAI HTTP API on 127.0.0.1, so the real ``openai`` client and the real
 instrumentations run end to end without a network.
 
-Behaviour (deterministic, keyed on the request): model ``boom`` → HTTP 500; a last message
-from a tool (or smolagents' ``Observation:`` turn) → the final answer, as a ``final_answer``
-tool call when that tool is offered (smolagents' ``ToolCallingAgent``); tools offered → a
-``get_weather`` tool call; an image in the prompt → a description; ``stream: true`` → the
-same answer (text or tool call) as server-sent events. ``/responses`` answers the same turns
-in the Responses API's shape (not streamed).
+Behaviour (deterministic, keyed on the request): model ``boom`` (or a ``FAIL_HEADER``
+header) → HTTP 500; a last message from a tool (or smolagents' ``Observation:`` turn) → the
+final answer, as a ``final_answer`` tool call when that tool is offered (smolagents'
+``ToolCallingAgent``); tools offered → a ``get_weather`` tool call; an image in the prompt →
+a description; ``stream: true`` → the same answer (text or tool call) as server-sent events.
+``/responses`` answers the same turns in the Responses API's shape (not streamed).
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from typing import Any
 MODEL = "gpt-4o-mini-2024-07-18"
 CALL_ID = "call_VSPygqKTWdrhaFErNvMV18Yl"
 FINAL_CALL_ID = "call_final_answer_1"
+FAIL_HEADER = "x-stub-fail"
+"""Any value → HTTP 500, for clients that refuse a model name they do not know (LlamaIndex)."""
 FINAL_ANSWER = "It is rainy and 57°F in Paris."
 IMAGE_ANSWER = "A single red pixel."
 
@@ -154,7 +156,7 @@ class _Handler(BaseHTTPRequestHandler):
             )
         elif not self.path.endswith(("/chat/completions", "/responses")):
             self._json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
-        elif body.get("model") == "boom":
+        elif body.get("model") == "boom" or self.headers.get(FAIL_HEADER):
             self._json(500, {"error": {"message": "stub internal error", "type": "server_error"}})
         elif self.path.endswith("/responses"):
             self._json(200, response(body))

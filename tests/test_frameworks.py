@@ -18,13 +18,17 @@ from tests.stub_openai import CALL_ID, FINAL_ANSWER, serve
 from trackio_otel.translate.conventions import smolagents
 
 ROOT = Path(__file__).resolve().parent.parent
+OWN_ENVIRONMENT = {"llamaindex": ROOT / ".venv-llamaindex" / "bin" / "python"}
+"""Frameworks whose pins conflict with the test extra's, each in the venv ``.ci/run`` makes."""
 
 
 def run_framework(framework: str, endpoint: str, project: str) -> dict[str, dict]:
+    python = OWN_ENVIRONMENT.get(framework, Path(sys.executable))
+    assert python.exists(), f"{python} missing: create it as .ci/run does"
     with serve() as base_url:
         done = subprocess.run(
             [
-                sys.executable,
+                str(python),
                 "-m",
                 "tests.framework_agents",
                 framework,
@@ -175,3 +179,15 @@ def test_pydantic_ai(endpoint, project):
     assert_tool_agent(traces["scenario agent"])
     assert_tool_agent(traces["scenario stream"])
     assert_failed_call(traces["scenario error"])
+
+
+def test_llamaindex(endpoint, project):
+    """LlamaIndex 0.14 ``FunctionAgent`` under openinference-instrumentation-llama-index 4.6
+    (from ``.venv-llamaindex``): OpenInference marks ``OpenAI._prepare_chat_with_tools`` as
+    LLM too, beside each real call; it is not a second generation."""
+    traces = run_framework("llamaindex", endpoint, project)
+    assert_tool_agent(traces["scenario agent"])
+    assert_tool_agent(traces["scenario stream"])
+    assert_failed_call(traces["scenario error"], model="gpt-4o-mini")
+    helpers = [s for s in traces["scenario agent"]["spans"] if "_prepare_chat" in s["name"]]
+    assert [s["kind"] for s in helpers] == ["span", "span"]

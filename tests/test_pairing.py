@@ -93,3 +93,24 @@ def test_messages_that_say_nothing_are_dropped():
     pairing.settle([v])
     assert v.messages_in == [{"role": "user", "content": None}]  # withheld, not empty
     assert v.message_out is None
+
+
+def test_a_silent_llm_span_beside_the_call_is_not_a_second_generation():
+    helper = SpanView(span("OpenAI._prepare_chat_with_tools", "h1"), kind="generation", model="m")
+    call = SpanView(span("OpenAI.achat", "c1"), kind="generation", model="m")
+    call.usage = {"input_tokens": 1, "output_tokens": 1, "total_tokens": 2}
+    pairing.settle([helper, call])
+    assert (helper.kind, call.kind) == ("span", "generation")
+
+
+def test_an_uncaptured_call_with_a_response_stays_a_generation():
+    """No usage and no content captured, but a finish reason: it did talk to the model."""
+    quiet = SpanView(
+        span("chat", "q1", **{"gen_ai.response.finish_reasons": ("stop",)}), kind="generation"
+    )
+    call = SpanView(span("chat", "c1"), kind="generation", model="m")
+    call.usage = {"input_tokens": 1, "output_tokens": 1, "total_tokens": 2}
+    other_model = SpanView(span("chat", "o1"), kind="generation", model="other")
+    pairing.settle([quiet, call])
+    pairing.settle([other_model, call])
+    assert [v.kind for v in (quiet, call, other_model)] == ["generation"] * 3

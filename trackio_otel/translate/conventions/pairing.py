@@ -16,13 +16,76 @@ TOOL_NAME_ATTRIBUTES = ("gen_ai.tool.name", "tool.name", "ai.toolCall.name")
 CALL_ID_KEYS = ("tool_call_id", "toolUseId", "call_id")
 """Where a tool's result names the call it answers (LangChain's ``ToolMessage``, Bedrock's
 ``toolResult``, the Responses API's ``function_call_output``)."""
+RESPONSE_ATTRIBUTES = frozenset(
+    {
+        "gen_ai.response.finish_reasons",
+        "gen_ai.response.model",
+        "gen_ai.response.id",
+        "llm.finish_reason",
+        "llm.response.model_name",
+        "ai.response.finishReason",
+    }
+)
 _MAX_DEPTH = 3
 
 
 def settle(views: list[SpanView]) -> None:
     """Every trace-level step, in order, on the views of one trace (in start order)."""
     drop_silent(views)
+    one_generation_per_call(views)
     pair_tools(views)
+
+
+def one_generation_per_call(views: list[SpanView]) -> None:
+    """An LLM-kind span that says nothing of its own (no usage, no answer, no error) next to
+    one that does, for the same model, under the same parent or around it, is a step of
+    that call, not a second one (OpenInference marks LlamaIndex's
+    ``OpenAI._prepare_chat_with_tools`` as LLM): it becomes a plain span."""
+    gens = [v for v in views if v.kind == "generation"]
+    if len(gens) < 2:
+        return
+    parents = {v.span.span_id: v.span.parent_span_id for v in views}
+    for v in gens:
+        if _is_call(v):
+            continue
+        if any(
+            _is_call(o)
+            and (not v.model or not o.model or v.model == o.model)
+            and _near(v, o, parents)
+            for o in gens
+        ):
+            v.kind = "span"
+            v.messages_in = v.message_out = None
+
+
+def _is_call(v: SpanView) -> bool:
+    """Evidence the span talked to the model: usage, an answer, an error, or what only a
+    response carries (a call whose content was not captured still has these)."""
+    return bool(
+        v.usage or v.message_out or v.status == "error"
+    ) or not v.span.attributes.keys().isdisjoint(RESPONSE_ATTRIBUTES)
+
+
+def _near(a: SpanView, b: SpanView, parents: dict[str, str | None]) -> bool:
+    """Siblings, or one inside the other."""
+    if a is b:
+        return False
+    if a.span.parent_span_id == b.span.parent_span_id:
+        return True
+    return _inside(a.span.span_id, b.span.span_id, parents) or _inside(
+        b.span.span_id, a.span.span_id, parents
+    )
+
+
+def _inside(span_id: str, ancestor: str, parents: dict[str, str | None]) -> bool:
+    seen: set[str] = set()
+    node = parents.get(span_id)
+    while node is not None and node not in seen:  # a cycle in hostile input ends the walk
+        if node == ancestor:
+            return True
+        seen.add(node)
+        node = parents.get(node)
+    return False
 
 
 def drop_silent(views: list[SpanView]) -> None:
