@@ -5,30 +5,14 @@ from __future__ import annotations
 
 import json
 
+from tests.test_conversation import span_of
 from trackio_otel.translate.conventions import SpanView, pairing
 from trackio_otel.translate.conventions import messages as msgs
-from trackio_otel.translate.model import Run, Span
+from trackio_otel.translate.model import Span
 
 
 def span(name: str, span_id: str, **attributes) -> Span:
-    return Span(
-        run=Run("p", "r", "r"),
-        resource_id="res",
-        trace_id="t" * 32,
-        span_id=span_id,
-        parent_span_id=None,
-        name=name,
-        kind=1,
-        start_ns=1,
-        end_ns=2,
-        status_code=0,
-        status_message="",
-        attributes=attributes,
-        events=[],
-        links=[],
-        scope_name="s",
-        scope_version="",
-    )
+    return span_of(attributes, name=name, span_id=span_id)
 
 
 def generation(*calls: tuple[str, str, dict]) -> SpanView:
