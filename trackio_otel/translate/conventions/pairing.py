@@ -111,7 +111,7 @@ def pair_tools(views: list[SpanView]) -> None:
     names, else the assistant's call in this trace with its tool name and arguments, else
     the next unclaimed call of its name, in order."""
     tools = [v for v in views if v.kind == "tool"]
-    if not tools:
+    if all(v.tool_call_id for v in tools):  # the common case: nothing to look up
         return
     calls = [c for c in assistant_calls(views) if c["id"]]
     known = {c["id"] for c in calls}
