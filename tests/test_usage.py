@@ -114,10 +114,10 @@ def test_counts_that_are_not_numbers_are_absent_not_errors():
 
 
 def test_demote_moves_usage_and_cost_to_aggregates():
-    v = SpanView(span_of({}), usage={"input_tokens": 1}, cost_usd=0.25)
+    v = SpanView.of(span_of({}), usage={"input_tokens": 1}, cost_usd=0.25)
     usage.demote(v)
     assert (v.usage, v.cost_usd) == (None, None)
     assert v.metadata == {"aggregate_usage": {"input_tokens": 1}, "aggregate_cost_usd": 0.25}
-    bare = SpanView(span_of({}))
+    bare = SpanView.of(span_of({}))
     usage.demote(bare)
     assert bare.metadata == {}

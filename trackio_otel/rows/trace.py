@@ -15,7 +15,7 @@ from typing import Any
 from trackio_otel import semconv
 from trackio_otel.rows.views import View
 from trackio_otel.translate import steps
-from trackio_otel.translate.conventions import SESSION_ATTRIBUTES, USER_ATTRIBUTES, media
+from trackio_otel.translate.conventions import SESSION_ATTRIBUTES, USER_ATTRIBUTES, media, pairing
 from trackio_otel.translate.conventions import messages as msgs
 
 SEARCHABLE_SPAN_FIELDS = ("id", "name", "kind", "model", "status", "error", "metadata")
@@ -74,7 +74,11 @@ def demote_outer_generations(views: list[View]) -> None:
         v.messages_in = v.message_out = None
 
 
-TRACE_STEPS: list[Callable[[list[View]], None]] = [cut_parent_cycles, demote_outer_generations]
+TRACE_STEPS: list[Callable[[list[View]], None]] = [
+    cut_parent_cycles,
+    demote_outer_generations,
+    pairing.settle,
+]
 """What needs the whole trace, in order, over views sorted by start time. A step sees
 every view of the trace each time the trace is assembled, so it must give the same
 result for the same views whatever order they arrived in."""
@@ -119,7 +123,7 @@ def assemble(trace_id: str, run_id: str, views: list[View]) -> Assembled | None:
         run_id=run_id,
         start_ns=min((v.start_ns for v in views if v.start_ns), default=0),
         step=steps.of(_attr(first_root, semconv.STEP)),
-        key=str(_attr(first_root, semconv.TRACE_KEY) or root.name or "trace"),
+        key=str(_attr(first_root, semconv.TRACE_KEY) or root.span_name or "trace"),
         messages=conversation(views),
         metadata=_metadata(trace_id, views, first_root),
         spans=[v.to_trackio(ids[v.span_id], ids.get(v.parent_id or "")) for v in views],

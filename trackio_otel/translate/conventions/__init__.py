@@ -22,13 +22,22 @@ from trackio_otel.translate.conventions import (
     openllmetry,
     traceloop,
     trackio,
+    vercel_ai,
 )
 from trackio_otel.translate.model import Log, Span
 
 STATUS_ERROR = 2
-FAMILIES: list[ModuleType] = [openinference, genai, openllmetry, genai_legacy, traceloop]
+FAMILIES: list[ModuleType] = [
+    openinference,
+    vercel_ai,
+    genai,
+    openllmetry,
+    genai_legacy,
+    traceloop,
+]
 """Reference §6.2's order: a span matching several (OpenLLMetry's flattened form also sets
-``gen_ai.system``; OpenInference may dual-emit ``gen_ai.*``) takes the first."""
+``gen_ai.system``; OpenInference may dual-emit ``gen_ai.*``; the Vercel AI SDK's model
+calls carry ``gen_ai.system`` beside its own ``ai.*``) takes the first."""
 MAX_METADATA_TEXT = 1024
 _CLASS_REPR = re.compile(r"^<class '(?:.*\.)?([^.']+)'>$")
 
@@ -41,10 +50,12 @@ class SpanView:
 
     span_id: str
     parent_id: str | None
-    name: str
+    span_name: str
     start_ns: int
     end_ns: int
     kind: str = "span"
+    name: str | None = None
+    """The span's name in Trackio when the family names it better than the OTel span does."""
     status: str = "success"
     error: str | None = None
     model: str | None = None
@@ -61,7 +72,7 @@ class SpanView:
     """The span's ``trackio.*`` attributes (rollout identity and rewards, step, key),
     picked out once, so the trace need not scan every attribute of every span again."""
     attributes: dict[str, Any] = field(default_factory=dict)
-    """Its ``TRACE_ATTRIBUTES`` that are set and not empty (the root's win)."""
+    """Its ``KEPT_ATTRIBUTES`` that are set and not empty."""
     service: str | None = None
     training: bool = False
     """A training step or one of its phases (see ``rows.trace.is_training_step``)."""
@@ -70,10 +81,29 @@ class SpanView:
     logs: int = 0
     """How many GenAI log events of its span it was made with."""
 
+    @classmethod
+    def of(cls, span: Span, **fields: Any) -> SpanView:
+        """The view of ``span`` before any family fills it: the span's own fields and the
+        attributes trace-level steps read (``KEPT_ATTRIBUTES``)."""
+        attrs = span.attributes
+        return cls(
+            span.span_id,
+            span.parent_span_id,
+            span.name,
+            span.start_ns,
+            span.end_ns,
+            attributes={
+                name: attrs[name] for name in KEPT_ATTRIBUTES if attrs.get(name) not in (None, "")
+            },
+            service=span.run.service,
+            training=span.name == semconv.SPAN_TRAIN_STEP or semconv.TRAIN_PHASE in attrs,
+            **fields,
+        )
+
     def to_trackio(self, span_id: str, parent_id: str | None) -> dict[str, Any]:
         out: dict[str, Any] = {
             "id": span_id,
-            "name": self.name,
+            "name": self.name or self.span_name,
             "kind": self.kind,
             "parent_id": parent_id,
             "start_time": pdata.iso(self.start_ns) if self.start_ns else None,
@@ -99,11 +129,26 @@ SESSION_ATTRIBUTES = (
 )
 USER_ATTRIBUTES = ("user.id", "enduser.id", "traceloop.association.properties.user_id")
 TRACE_ATTRIBUTES = (semconv.STEP, semconv.TRACE_KEY, *SESSION_ATTRIBUTES, *USER_ATTRIBUTES)
-"""Span attributes that describe the whole trace; a view keeps only these."""
+"""Span attributes that describe the whole trace (the root's win)."""
+TOOL_NAME_ATTRIBUTES = ("gen_ai.tool.name", "tool.name", "ai.toolCall.name")
+RESPONSE_ATTRIBUTES = frozenset(
+    {
+        "gen_ai.response.finish_reasons",
+        "gen_ai.response.model",
+        "gen_ai.response.id",
+        "llm.finish_reason",
+        "llm.response.model_name",
+        "ai.response.finishReason",
+    }
+)
+"""What only a model's response carries (``pairing``: a call whose content was not
+captured still has these)."""
+KEPT_ATTRIBUTES = (*TRACE_ATTRIBUTES, *TOOL_NAME_ATTRIBUTES, *sorted(RESPONSE_ATTRIBUTES))
+"""The span attributes a view keeps: what trace-level steps read."""
 
 
 def view(span: Span, logs: list[Log]) -> SpanView:
-    v = SpanView(span.span_id, span.parent_span_id, span.name, span.start_ns, span.end_ns)
+    v = SpanView.of(span)
     attrs = span.attributes
     if span.status_code == STATUS_ERROR or semconv.ERROR_TYPE in attrs:
         v.status = "error"
@@ -121,11 +166,6 @@ def view(span: Span, logs: list[Log]) -> SpanView:
     v.metadata["otel_span_id"] = span.span_id
     if v.convention:
         v.metadata["convention"] = v.convention
-    v.attributes = {
-        name: attrs[name] for name in TRACE_ATTRIBUTES if attrs.get(name) not in (None, "")
-    }
-    v.service = span.run.service
-    v.training = span.name == semconv.SPAN_TRAIN_STEP or semconv.TRAIN_PHASE in attrs
     v.logs = len(logs)
     return v
 
