@@ -26,9 +26,11 @@ from tests.conftest import AGENT_ROLES, load_fixture, traces_of
 from tests.test_collector_robustness import new_span, wait_until
 from tests.test_semconv import _kv
 from trackio_otel import rows
+from trackio_otel.rows import views as span_views
 from trackio_otel.store.sqlite import SQLiteStore
 from trackio_otel.translate import logs as translate_logs
 from trackio_otel.translate import spans as translate_spans
+from trackio_otel.translate.conventions import view
 from trackio_otel.writer import WriterPool
 
 ROW_COLUMNS = "key, messages, metadata, spans, search_text"
@@ -306,3 +308,16 @@ def test_a_steps_rollouts_sent_apart_through_two_writers_give_one_statistics_row
     assert row["rollout/reward_max"] == 1.0 and row["rollout/reward_min"] == 0.0
     assert row["rollout/rewards/correct/mean"] == pytest.approx(sum(rewards) / 4)
     assert row["rollout/frac_reward_zero_std"] == 0.5  # the second group's rewards are equal
+
+
+@pytest.mark.parametrize("fixture", ["new_span_only", "openinference", "openllmetry"])
+def test_a_stored_view_reads_back_as_it_was_made(fixture):
+    """Every field of a span's view survives ``otel_spans.view`` (a field left out of the
+    stored form would silently change the trace once it is merged from stored views)."""
+    traces, _ = load_fixture(fixture, "views")
+    for span in translate_spans.from_request(traces).spans:
+        made = view(span, [])
+        made.name, made.logs = "shown as", 3  # fields the fixtures leave at their default
+        stored = span_views.encode(made)
+        columns = (made.span_id, made.parent_id, made.span_name, made.start_ns, made.end_ns)
+        assert span_views.decode(*columns, stored) == made

@@ -36,24 +36,12 @@ def dumps(value: Any) -> str:
         return text.encode("utf-8", "replace").decode("utf-8")
 
 
-_FIELDS = (
-    "kind",
-    "status",
-    "error",
-    "model",
-    "usage",
-    "cost_usd",
-    "input",
-    "output",
-    "metadata",
-    "tool_call_id",
-    "convention",
-    "trackio",
-    "attributes",
-    "service",
-    "training",
-    "media",
-    "logs",
+_COLUMNS = ("span_id", "parent_id", "span_name", "start_ns", "end_ns")
+"""A view's fields its span's own columns hold."""
+_FIELDS = tuple(
+    name
+    for name in View.__dataclass_fields__
+    if name not in (*_COLUMNS, "messages_in", "message_out")
 )
 _DEFAULTS = {name: View.__dataclass_fields__[name].default for name in _FIELDS}
 _DEFAULTS.update(metadata={}, trackio={}, attributes={})
