@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import sqlite3
+from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
 import grpc
+import pytest
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc
@@ -25,7 +28,6 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
-from trackio.sqlite_storage import SQLiteStorage
 
 from tests.conftest import runs, traces_of
 from tests.test_collector_robustness import (
@@ -35,8 +37,10 @@ from tests.test_collector_robustness import (
     stored_span_ids,
     trace_request,
 )
+from trackio_otel.collector import Collector, CollectorConfig
 
 U64_TOP = 2**64 - 1
+MIB = 1 << 20
 PNG_B64 = (
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0g"
     "AAAABJRU5ErkJggg=="
@@ -247,27 +251,23 @@ def files_under(root: Path) -> set[Path]:
     return {p for p in root.rglob("*") if p.is_file()}
 
 
-def test_a_run_name_with_dot_dot_keeps_its_images_inside_the_media_directory(
-    endpoint, project, tmp_path_factory
-):
-    trackio_dir = Path(SQLiteStorage.get_project_db_path(project)).parent
-    outside = trackio_dir.parent
-    before = {p for p in files_under(outside) if trackio_dir not in p.parents}
+def test_a_run_name_with_dot_dot_keeps_its_images_inside_the_media_directory(tmp_path, project):
+    trackio_dir = tmp_path / "d1" / "d2" / "d3" / "trackio"  # where ../../../.. would land: inside
+    config = CollectorConfig(trackio_dir=trackio_dir, endpoint="127.0.0.1:0", stats_interval_s=3600)
     request = ExportTraceServiceRequest()
     escape = "../../../../x/run"
-    resource_spans(
-        request, {"trackio.project": project, "trackio.run.name": escape}, image_span("img")
-    )
-    assert export(endpoint, request) == ExportTraceServiceResponse()
-    after = {p for p in files_under(outside) if trackio_dir not in p.parents}
-    assert after == before
-    (run,) = runs(project)
-    assert run["name"] == escape  # the run keeps its name; only its media path is made safe
-    (trace,) = traces_of(project, run)
-    image = trace["messages"][0]["content"][0]
+    attrs = {"trackio.project": project, "trackio.run.name": escape}
+    resource_spans(request, attrs, image_span("img"))
+    with Collector(config) as c:
+        assert export(f"127.0.0.1:{c.port}", request) == ExportTraceServiceResponse()
+    assert all(trackio_dir in p.parents for p in files_under(tmp_path))
+    with closing(sqlite3.connect(trackio_dir / f"{project}.db")) as conn:
+        ((run_name, messages),) = conn.execute("SELECT run_name, messages FROM traces").fetchall()
+    assert run_name == escape  # the run keeps its name; only its media path is made safe
+    image = json.loads(messages)[0]["content"][0]
     assert image["_type"] == "trackio.image"
-    path = (trackio_dir / "media" / image["file_path"]).resolve()
-    assert path.is_file() and (trackio_dir / "media" / project).resolve() in path.parents
+    path = trackio_dir / "media" / image["file_path"]
+    assert path.resolve().parent.parent.parent == (trackio_dir / "media" / project).resolve()
     assert path.read_bytes() == base64.b64decode(PNG_B64)
 
 
@@ -284,3 +284,65 @@ def test_an_odd_image_type_cannot_make_an_overlong_or_escaping_file_name(
     for item in trace["messages"][0]["content"]:
         path = trackio_dir / "media" / item["file_path"]
         assert path.is_file() and len(path.name) <= 64, path.name
+
+
+# --- Media bounds ---------------------------------------------------------------------------
+def image_of(name: str, size: int) -> PbSpan:
+    """A chat span whose input carries one image of ``size`` random bytes (a blob part)."""
+    span = image_span(name)
+    messages = json.loads(span.attributes[1].value.string_value)
+    messages[0]["parts"][0]["content"] = base64.b64encode(os.urandom(size)).decode()
+    span.attributes[1].value.string_value = json.dumps(messages)
+    return span
+
+
+def test_a_request_past_its_media_limit_rejects_the_spans_that_cross_it(
+    endpoint, project, trackio_dir
+):
+    per_image = 7 * MIB
+    spans = [image_of(f"img{i}", per_image) for i in range(5)]  # 35 MiB > 32 MiB
+    plain = new_span("no image")
+    partial = export(endpoint, trace_request(project, *spans, plain)).partial_success
+    assert partial.rejected_spans == 1
+    assert (
+        "spans[4]: attributes[gen_ai.input.messages] image 1 (7.0 MiB) refused: the request's "
+        "inline images would total 35.0 MiB, over the 32 MiB limit per request"
+    ) in partial.error_message
+    assert stored_span_ids(project, trackio_dir) == {s.span_id.hex() for s in [*spans[:4], plain]}
+    assert sum(f.stat().st_size for f in files_under(trackio_dir / "media" / project)) == (
+        4 * per_image
+    )
+
+
+@pytest.fixture
+def quota_collector(trackio_dir: Path, monkeypatch) -> Iterator[str]:
+    """A collector whose writer processes allow each project 1 MiB of media."""
+    monkeypatch.setenv("TRACKIO_OTEL_PROJECT_MEDIA_MIB", "1")
+    config = CollectorConfig(trackio_dir=trackio_dir, endpoint="127.0.0.1:0", stats_interval_s=3600)
+    with Collector(config) as c:
+        yield f"127.0.0.1:{c.port}"
+
+
+def test_a_project_past_its_media_quota_refuses_further_images(
+    quota_collector, project, trackio_dir
+):
+    endpoint = quota_collector
+    first, second, third = (image_of(f"img{i}", 400 << 10) for i in range(3))
+    assert export(endpoint, trace_request(project, first)) == ExportTraceServiceResponse()
+    plain = new_span("no image")
+    partial = export(endpoint, trace_request(project, second, third, plain)).partial_success
+    assert partial.rejected_spans == 1
+    assert "spans[1]: attributes[gen_ai.input.messages] image 1 (0.4 MiB) refused: project " in (
+        partial.error_message
+    )
+    assert "over its quota of 1 MiB (TRACKIO_OTEL_PROJECT_MEDIA_MIB)" in partial.error_message
+    assert stored_span_ids(project, trackio_dir) == {
+        s.span_id.hex() for s in (first, second, plain)
+    }
+    later = export(endpoint, trace_request(project, image_of("later", 400 << 10)))
+    assert later.partial_success.rejected_spans == 1  # a later request too, until space is freed
+    assert_still_serving(endpoint, project, trackio_dir)
+    elsewhere = f"{project}-other"  # the quota is per project
+    assert export(endpoint, trace_request(elsewhere, image_of("other", 400 << 10))) == (
+        ExportTraceServiceResponse()
+    )

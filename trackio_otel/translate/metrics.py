@@ -152,41 +152,43 @@ def _points(metric: Metric, run: Run, resource_id: str, batch: Batch, where: str
     monotonic = getattr(data, "is_monotonic", False)
     points = []
     for d, dp in enumerate(data.data_points):
-        if error := _uint64_error(dp, kind):
-            batch.reject(f"{where}.data_points[{d}]", error)
-            continue
-        attrs = pdata.attributes(dp.attributes)
-        point = Point(
-            uid=digest(
-                resource_id,
-                metric.name,
-                pdata.dumps(attrs),
-                dp.start_time_unix_nano,
-                dp.time_unix_nano,
-            ),
-            run=run,
-            resource_id=resource_id,
-            name=metric.name,
-            description=metric.description,
-            unit=metric.unit,
-            type=kind,
-            temporality=temporality,
-            is_monotonic=monotonic,
-            attributes=attrs,
-            start_ns=dp.start_time_unix_nano,
-            time_ns=dp.time_unix_nano,
-            value=None,
-        )
-        if kind in ("gauge", "sum"):
-            number = dp.WhichOneof("value")
-            point.value = float(getattr(dp, number)) if number else None
-        else:
-            point.count, point.sum = dp.count, dp.sum
-            if kind != "summary":
-                point.min = dp.min if dp.HasField("min") else None
-                point.max = dp.max if dp.HasField("max") else None
-            point.buckets = _buckets(kind, dp)
-        points.append(point)
+        point_where = f"{where}.data_points[{d}]"
+        with batch.item(point_where):
+            if error := _uint64_error(dp, kind):
+                batch.reject(point_where, error)
+                continue
+            attrs = pdata.attributes(dp.attributes)
+            point = Point(
+                uid=digest(
+                    resource_id,
+                    metric.name,
+                    pdata.dumps(attrs),
+                    dp.start_time_unix_nano,
+                    dp.time_unix_nano,
+                ),
+                run=run,
+                resource_id=resource_id,
+                name=metric.name,
+                description=metric.description,
+                unit=metric.unit,
+                type=kind,
+                temporality=temporality,
+                is_monotonic=monotonic,
+                attributes=attrs,
+                start_ns=dp.start_time_unix_nano,
+                time_ns=dp.time_unix_nano,
+                value=None,
+            )
+            if kind in ("gauge", "sum"):
+                number = dp.WhichOneof("value")
+                point.value = float(getattr(dp, number)) if number else None
+            else:
+                point.count, point.sum = dp.count, dp.sum
+                if kind != "summary":
+                    point.min = dp.min if dp.HasField("min") else None
+                    point.max = dp.max if dp.HasField("max") else None
+                point.buckets = _buckets(kind, dp)
+            points.append(point)
     return points
 
 

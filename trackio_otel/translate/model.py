@@ -7,9 +7,14 @@ duplicates a row.
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -111,6 +116,17 @@ class Scalars:
 
 
 @dataclass(slots=True)
+class MediaClaim:
+    """The inline images a span or log carries, counted against the project's media quota
+    by the writer before the record is stored (see ``conventions.media.admit``)."""
+
+    where: str
+    record: Span | Log
+    images: list[tuple[str, int]]
+    """(which image, as partial success names it; its decoded bytes)."""
+
+
+@dataclass(slots=True)
 class Batch:
     resources: dict[str, Resource] = field(default_factory=dict)
     spans: list[Span] = field(default_factory=list)
@@ -119,10 +135,24 @@ class Batch:
     scalars: list[Scalars] = field(default_factory=list)
     rejected: int = 0
     errors: list[str] = field(default_factory=list)
+    media: list[MediaClaim] = field(default_factory=list)
+    media_bytes: int = 0
+    """Decoded bytes of the inline images in ``media`` (the request's, for its limit)."""
 
     def reject(self, where: str, why: str) -> None:
         self.rejected += 1
         self.warn(where, why)
+
+    @contextmanager
+    def item(self, where: str) -> Iterator[None]:
+        """Translate one item: an unexpected error rejects that item, naming the error,
+        instead of failing the whole request (and every retry of it). Still a bug, so it is
+        logged with its traceback."""
+        try:
+            yield
+        except Exception as exc:
+            log.exception("could not translate %s", where)
+            self.reject(where, f"could not be translated ({type(exc).__name__}: {exc})")
 
     def warn(self, where: str, why: str) -> None:
         """Report a problem with kept data (OTLP partial success with nothing rejected)."""

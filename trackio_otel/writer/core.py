@@ -109,6 +109,7 @@ def write(store: SQLiteStore, requests: list[Request]) -> list[tuple[Request, Re
         message_type, translate = SIGNALS[request.signal]
         try:
             batch = translate(message_type.FromString(request.payload))
+            store.media_quota.admit(batch)
         except DecodeError as exc:
             name = message_type.DESCRIPTOR.name
             answered.append((request, _reply(None, "invalid", f"could not decode {name}: {exc}")))
