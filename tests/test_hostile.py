@@ -38,6 +38,7 @@ from tests.test_collector_robustness import (
     trace_request,
 )
 from trackio_otel.collector import Collector, CollectorConfig
+from trackio_otel.translate.model import Batch
 
 U64_TOP = 2**64 - 1
 MIB = 1 << 20
@@ -346,3 +347,31 @@ def test_a_project_past_its_media_quota_refuses_further_images(
     assert export(endpoint, trace_request(elsewhere, image_of("other", 400 << 10))) == (
         ExportTraceServiceResponse()
     )
+
+
+# --- One bad item, not the request --------------------------------------------------------
+def test_a_span_a_convention_cannot_read_does_not_fail_its_trace(endpoint, project, trackio_dir):
+    """Token counts that are not numbers made reading the span raise, in the store: every
+    request adding to that trace then failed INTERNAL."""
+    odd = new_span("odd usage")
+    for key, value in (("gen_ai.operation.name", "chat"), ("gen_ai.usage.input_tokens", "lots")):
+        odd.attributes.add(key=key).value.string_value = value
+    child = new_span("child", trace=odd.trace_id, parent=odd.span_id)
+    assert export(endpoint, trace_request(project, odd)) == ExportTraceServiceResponse()
+    assert export(endpoint, trace_request(project, child)) == ExportTraceServiceResponse()
+    assert trackio_spans(project) == {"odd usage": None, "child": "odd usage"}
+
+
+def test_batch_item_rejects_the_item_that_raised_and_keeps_going():
+    batch = Batch()
+    for n in range(3):
+        with batch.item(f"items[{n}]"):
+            if n == 1:
+                raise KeyError("boom")
+            batch.warn(f"items[{n}]", "kept")
+    assert batch.rejected == 1
+    assert batch.errors == [
+        "items[0]: kept",
+        "items[1]: could not be translated (KeyError: 'boom')",
+        "items[2]: kept",
+    ]
