@@ -362,13 +362,15 @@ def test_a_span_a_convention_cannot_read_does_not_fail_its_trace(endpoint, proje
     assert trackio_spans(project) == {"odd usage": None, "child": "odd usage"}
 
 
-def test_batch_item_rejects_the_item_that_raised_and_keeps_going():
+def test_batch_fail_rejects_the_item_that_raised_and_keeps_going():
     batch = Batch()
     for n in range(3):
-        with batch.item(f"items[{n}]"):
+        try:
             if n == 1:
                 raise KeyError("boom")
             batch.warn(f"items[{n}]", "kept")
+        except KeyError as exc:
+            batch.fail(f"items[{n}]", exc)
     assert batch.rejected == 1
     assert batch.errors == [
         "items[0]: kept",

@@ -36,7 +36,7 @@ def from_request(request: ExportLogsServiceRequest) -> Batch:
             scope = scope_logs.scope
             for k, record in enumerate(scope_logs.log_records):
                 where = f"resource_logs[{i}].scope_logs[{j}].log_records[{k}]"
-                with batch.item(where):
+                try:
                     error = pdata.id_error(record.trace_id, pdata.TRACE_ID_BYTES, required=False)
                     error = f"trace_id {error}" if error else None
                     if not error and (e := pdata.id_error(record.span_id, 8, required=False)):
@@ -80,7 +80,7 @@ def from_request(request: ExportLogsServiceRequest) -> Batch:
                         scope_name=scope.name,
                         scope_version=scope.version,
                     )
-                    sources = [("attributes", attrs), ("", {"body": body})]
+                    sources = {"attributes": attrs, "": {"body": body}}
                     if not media.admit(batch, where, log, sources):
                         continue
                     batch.logs.append(log)
@@ -91,6 +91,8 @@ def from_request(request: ExportLogsServiceRequest) -> Batch:
                             )
                             continue
                         batch.scalars.append(_scalars(log, body))
+                except Exception as exc:
+                    batch.fail(where, exc)
     return batch
 
 

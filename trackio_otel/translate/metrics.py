@@ -153,7 +153,7 @@ def _points(metric: Metric, run: Run, resource_id: str, batch: Batch, where: str
     points = []
     for d, dp in enumerate(data.data_points):
         point_where = f"{where}.data_points[{d}]"
-        with batch.item(point_where):
+        try:
             if error := _uint64_error(dp, kind):
                 batch.reject(point_where, error)
                 continue
@@ -189,6 +189,8 @@ def _points(metric: Metric, run: Run, resource_id: str, batch: Batch, where: str
                     point.max = dp.max if dp.HasField("max") else None
                 point.buckets = _buckets(kind, dp)
             points.append(point)
+        except Exception as exc:
+            batch.fail(point_where, exc)
     return points
 
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -143,16 +141,12 @@ class Batch:
         self.rejected += 1
         self.warn(where, why)
 
-    @contextmanager
-    def item(self, where: str) -> Iterator[None]:
-        """Translate one item: an unexpected error rejects that item, naming the error,
-        instead of failing the whole request (and every retry of it). Still a bug, so it is
-        logged with its traceback."""
-        try:
-            yield
-        except Exception as exc:
-            log.exception("could not translate %s", where)
-            self.reject(where, f"could not be translated ({type(exc).__name__}: {exc})")
+    def fail(self, where: str, exc: Exception) -> None:
+        """Translating one item raised: reject that item, naming the error, instead of
+        failing the whole request (and every retry of it). Still a bug, so it is logged
+        with its traceback."""
+        log.error("could not translate %s", where, exc_info=exc)
+        self.reject(where, f"could not be translated ({type(exc).__name__}: {exc})")
 
     def warn(self, where: str, why: str) -> None:
         """Report a problem with kept data (OTLP partial success with nothing rejected)."""

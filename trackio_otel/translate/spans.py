@@ -30,11 +30,13 @@ def from_request(request: ExportTraceServiceRequest) -> Batch:
             scope_name, scope_version = scope_spans.scope.name, scope_spans.scope.version
             for k, span in enumerate(scope_spans.spans):
                 where = f"resource_spans[{i}].scope_spans[{j}].spans[{k}]"
-                with batch.item(where):
+                try:
                     if record := _span(
                         span, run, resource.id, scope_name, scope_version, batch, where
                     ):
                         batch.spans.append(record)
+                except Exception as exc:
+                    batch.fail(where, exc)
     return batch
 
 
@@ -54,9 +56,11 @@ def _span(
         _field("trace_id", pdata.id_error(trace_id, pdata.TRACE_ID_BYTES, required=True))
         or _field("span_id", pdata.id_error(span_id, pdata.SPAN_ID_BYTES, required=True))
         or _field("parent_span_id", pdata.id_error(parent_id, pdata.SPAN_ID_BYTES, required=False))
-        or _field("start_time_unix_nano", pdata.uint64_error(start))
-        or _field("end_time_unix_nano", pdata.uint64_error(end))
     )
+    if not error and (start > pdata.MAX_INT64 or end > pdata.MAX_INT64):
+        error = _field("start_time_unix_nano", pdata.uint64_error(start)) or _field(
+            "end_time_unix_nano", pdata.uint64_error(end)
+        )
     if error:
         batch.reject(where, error)
         return None
@@ -80,8 +84,9 @@ def _span(
         scope_version=scope_version,
         trace_state=span.trace_state,
     )
-    sources = [("attributes", record.attributes)]
-    sources += [(f"events[{n}].attributes", e["attributes"]) for n, e in enumerate(record.events)]
+    sources = {"attributes": record.attributes}
+    for n, event in enumerate(record.events):
+        sources[f"events[{n}].attributes"] = event["attributes"]
     return record if media.admit(batch, where, record, sources) else None
 
 

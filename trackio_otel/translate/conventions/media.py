@@ -28,7 +28,11 @@ MAX_REQUEST_MEDIA_BYTES = 32 * MIB
 it is rejected (partial success naming the image). The per-project quota is the writer's
 (``store.media_quota``)."""
 IMAGE_TYPE = "trackio.image"
-_DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^;,]*)*?);base64,", re.I)
+_DATA_URL = re.compile(r"^(?i:data):(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^;,]*)*?);base64,")
+"""``;base64,`` in lower case, as every encoder writes it: so no value without that text (or
+a ``\\u`` escape that could spell it) can become a file, which ``inline_images`` relies on."""
+_MARKERS = ("base64", "blob", "\\u")
+"""Text holding none of these holds no inline image, even once decoded as JSON."""
 _EXTENSIONS = {"image/jpeg": "jpg", "image/svg+xml": "svg", "image/x-icon": "ico"}
 _EXTENSION = re.compile(r"[a-z0-9]{1,10}")
 _UNSAFE_IN_NAME = re.compile(r"[/\\\0]")
@@ -108,14 +112,12 @@ def _placeholder(text: str) -> dict[str, Any]:
     return {"type": "text", "text": text}
 
 
-def admit(
-    batch: Batch, where: str, record: Span | Log, sources: list[tuple[str, dict[str, Any]]]
-) -> bool:
+def admit(batch: Batch, where: str, record: Span | Log, sources: dict[str, dict[str, Any]]) -> bool:
     """Count ``record``'s inline images against the request's ``MAX_REQUEST_MEDIA_BYTES``.
-    ``sources``: (name, values) to search, e.g. ("attributes", its attributes). Past the
+    ``sources``: name → values to search, e.g. ``{"attributes": its attributes}``. Past the
     limit the record is rejected, naming the image, and False returned; otherwise it is
     listed in ``batch.media`` for the project's quota."""
-    images = [image for name, values in sources for image in inline_images(name, values)]
+    images = [image for name, values in sources.items() for image in inline_images(name, values)]
     if not images:
         return True
     total = batch.media_bytes
@@ -134,19 +136,25 @@ def admit(
     return True
 
 
+def may_hold_images(payload: bytes) -> bool:
+    """Whether an OTLP request's bytes could carry an inline image: one scan of the request
+    instead of one per attribute (protobuf carries strings as they are)."""
+    return any(marker.encode() in payload for marker in _MARKERS)
+
+
 def inline_images(name: str, values: dict[str, Any]) -> list[tuple[str, int]]:
     """(``name[key] image n``, decoded bytes) of every inline image ``place`` could write
     from ``values``: data URLs and base64 ``blob`` parts, as values or in JSON text. An
     upper bound (one image sent twice counts twice); images over ``MAX_IMAGE_BYTES`` are
-    never written, so they do not count. Text without ``base64,`` or ``"blob"`` holds none:
-    the common case costs a substring search."""
+    never written, so they do not count."""
     found: list[tuple[str, int]] = []
     for key, value in values.items():
-        if isinstance(value, str):
-            if "base64," not in value and '"blob"' not in value:
+        kind = value.__class__
+        if kind is str:
+            if not any(marker in value for marker in _MARKERS):
                 continue
             value = pdata.parse_json(value)
-        elif not isinstance(value, (list, dict)):
+        elif kind is not list and kind is not dict:
             continue
         sizes: list[int] = []
         _sizes(value, sizes)
