@@ -38,6 +38,7 @@ from tests.test_collector_robustness import (
     trace_request,
 )
 from trackio_otel.collector import Collector, CollectorConfig
+from trackio_otel.translate.conventions import media
 from trackio_otel.translate.model import Batch
 
 U64_TOP = 2**64 - 1
@@ -222,15 +223,9 @@ def test_an_overlong_project_or_run_name_rejects_only_its_resource(endpoint, pro
     resource_spans(request, {"trackio.project": project, "trackio.run.name": "fine"}, good)
     partial = export(endpoint, request).partial_success
     assert partial.rejected_spans == 3
-    assert "resource_spans[0].scope_spans[0]: resource.attributes[trackio.project]" in (
-        partial.error_message
-    )
-    assert "resource_spans[1].scope_spans[0]: resource.attributes[trackio.run.name]" in (
-        partial.error_message
-    )
-    assert "resource_spans[2].scope_spans[0]: resource.attributes[trackio.project]" in (
-        partial.error_message
-    )
+    assert "resource_spans[0]: resource.attributes[trackio.project]" in (partial.error_message)
+    assert "resource_spans[1]: resource.attributes[trackio.run.name]" in (partial.error_message)
+    assert "resource_spans[2]: resource.attributes[trackio.project]" in (partial.error_message)
     assert stored_span_ids(project, trackio_dir) == {good.span_id.hex()}
     assert [r["name"] for r in runs(project)] == ["fine"]
     assert not list(trackio_dir.glob("ppppp*")) and not list(trackio_dir.glob("éé*"))
@@ -376,4 +371,17 @@ def test_batch_fail_rejects_the_item_that_raised_and_keeps_going():
         "items[0]: kept",
         "items[1]: could not be translated (KeyError: 'boom')",
         "items[2]: kept",
+    ]
+
+
+def test_inline_images_are_counted_however_the_json_spells_them():
+    payload = base64.b64encode(b"x" * 3000).decode()
+    escaped = json.dumps([{"parts": [{"type": "blob", "content": payload}]}]).replace(
+        '"blob"', '"bl\\u006fb"'
+    )
+    values = {"messages": escaped, "url": "DATA:image/png;base64," + payload, "plain": "blob-free"}
+    assert media.may_hold_images(escaped.encode()) and not media.may_hold_images(b"plain text")
+    assert media.inline_images("attributes", values) == [
+        ("attributes[messages] image 1", 3000),
+        ("attributes[url] image 1", 3000),
     ]

@@ -11,13 +11,14 @@ restart or a retry lands in the same run.
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Protocol, TypeVar
 
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource as PbResource
 
 from trackio_otel import semconv
 from trackio_otel.translate import pdata
-from trackio_otel.translate.model import Resource, Run
+from trackio_otel.translate.model import Batch, Resource, Run
 
 _RESERVED_SUFFIXES = (
     "_system",
@@ -67,10 +68,45 @@ def digest(*parts: object) -> str:
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
+canonical = pdata.json_encoder(
+    separators=(",", ":"), ensure_ascii=False, allow_nan=False, sort_keys=True
+)
+"""JSON with every map in key order, for ids: OTLP attributes and kvlists are maps, and a
+relay may reorder them, so an id must not depend on the order they arrive in."""
+
+
 def resource_of(pb: PbResource, schema_url: str) -> Resource:
     attrs = pdata.attributes(pb.attributes)
-    rid = digest(pdata.dumps(sorted(attrs.items(), key=lambda kv: kv[0])), schema_url)
-    return Resource(rid, attrs, schema_url)
+    return Resource(digest(canonical(attrs), schema_url), attrs, schema_url)
+
+
+class HasResource(Protocol):
+    """A ``resource_spans``, ``resource_logs`` or ``resource_metrics`` entry."""
+
+    @property
+    def resource(self) -> PbResource: ...
+    @property
+    def schema_url(self) -> str: ...
+
+
+E = TypeVar("E", bound=HasResource)
+
+
+def placed(
+    batch: Batch, entries: Iterable[E], field: str, items: Callable[[E], int]
+) -> Iterator[tuple[int, E, Resource, Run]]:
+    """``(index, entry, resource, run)`` for each entry whose resource names a run, its
+    resource added to ``batch``. The ``items(entry)`` items of any other entry are rejected,
+    all for the one reason ``run_for`` gives."""
+    for i, entry in enumerate(entries):
+        resource = resource_of(entry.resource, entry.schema_url)
+        try:
+            run = run_for(resource.attributes)
+        except ValueError as exc:
+            batch.reject(f"{field}[{i}]", str(exc), items(entry))
+            continue
+        batch.resources[resource.id] = resource
+        yield i, entry, resource, run
 
 
 def run_for(attrs: dict[str, Any]) -> Run:

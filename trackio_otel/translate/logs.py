@@ -9,29 +9,25 @@ from __future__ import annotations
 from typing import Any
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.logs.v1.logs_pb2 import ResourceLogs
 
 from trackio_otel import semconv
-from trackio_otel.translate import pdata
+from trackio_otel.translate import pdata, steps
 from trackio_otel.translate.conventions import media
-from trackio_otel.translate.identity import digest, resource_of, run_for
+from trackio_otel.translate.identity import canonical, digest, placed
 from trackio_otel.translate.model import Batch, Log, Scalars
 
 # Trackio renames these metric keys (run.py), so do we.
 _RESERVED_KEYS = frozenset({"project", "run", "timestamp", "step", "time", "metrics"})
 
 
-def from_request(request: ExportLogsServiceRequest) -> Batch:
+def from_request(request: ExportLogsServiceRequest, images: bool = True) -> Batch:
+    """``images``: whether the request may carry inline images (``media.may_hold_images``);
+    only then are its records' images counted against the media limits."""
     batch = Batch()
-    for i, resource_logs in enumerate(request.resource_logs):
-        resource = resource_of(resource_logs.resource, resource_logs.schema_url)
-        try:
-            run = run_for(resource.attributes)
-        except ValueError as exc:
-            for j, scope_logs in enumerate(resource_logs.scope_logs):
-                for _ in scope_logs.log_records:
-                    batch.reject(f"resource_logs[{i}].scope_logs[{j}]", str(exc))
-            continue
-        batch.resources[resource.id] = resource
+    for i, resource_logs, resource, run in placed(
+        batch, request.resource_logs, "resource_logs", _record_count
+    ):
         for j, scope_logs in enumerate(resource_logs.scope_logs):
             scope = scope_logs.scope
             for k, record in enumerate(scope_logs.log_records):
@@ -61,8 +57,8 @@ def from_request(request: ExportLogsServiceRequest) -> Batch:
                         span_id,
                         event_name,
                         record.severity_number,
-                        pdata.dumps(body),
-                        pdata.dumps(attrs),
+                        canonical(body),
+                        canonical(attrs),
                     )
                     log = Log(
                         uid=uid,
@@ -81,7 +77,7 @@ def from_request(request: ExportLogsServiceRequest) -> Batch:
                         scope_version=scope.version,
                     )
                     sources = {"attributes": attrs, "": {"body": body}}
-                    if not media.admit(batch, where, log, sources):
+                    if images and not media.admit(batch, where, log, sources):
                         continue
                     batch.logs.append(log)
                     if event_name == semconv.EVENT_LOG:
@@ -90,14 +86,20 @@ def from_request(request: ExportLogsServiceRequest) -> Batch:
                                 where, "body of a trackio.log event must be a map of scalars"
                             )
                             continue
+                        if why := steps.error(attrs.get(semconv.STEP)):
+                            batch.warn(where, f"{why}; its scalars are not logged")
+                            continue
                         batch.scalars.append(_scalars(log, body))
                 except Exception as exc:
                     batch.fail(where, exc)
     return batch
 
 
+def _record_count(resource_logs: ResourceLogs) -> int:
+    return sum(len(s.log_records) for s in resource_logs.scope_logs)
+
+
 def _scalars(log: Log, body: dict[str, Any]) -> Scalars:
-    step = log.attributes.get(semconv.STEP)
     values = {
         (f"__{k}" if k in _RESERVED_KEYS or k.startswith("__") else k): v for k, v in body.items()
     }
@@ -106,5 +108,5 @@ def _scalars(log: Log, body: dict[str, Any]) -> Scalars:
         run=log.run,
         time_ns=log.time_ns or log.observed_ns,
         values=values,
-        step=int(step) if isinstance(step, (int, float)) else None,
+        step=steps.of(log.attributes.get(semconv.STEP)),
     )

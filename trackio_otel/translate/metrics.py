@@ -19,11 +19,11 @@ from typing import Any
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
-from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
+from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric, ResourceMetrics
 
 from trackio_otel import semconv
-from trackio_otel.translate import pdata
-from trackio_otel.translate.identity import digest, resource_of, run_for
+from trackio_otel.translate import pdata, steps
+from trackio_otel.translate.identity import canonical, digest, placed
 from trackio_otel.translate.model import Batch, Point, Run, Scalars
 
 GIB = float(1 << 30)
@@ -115,31 +115,32 @@ _TRAILING_INT = re.compile(r"(\d+)$")
 
 def from_request(request: ExportMetricsServiceRequest) -> Batch:
     batch = Batch()
-    for i, resource_metrics in enumerate(request.resource_metrics):
-        resource = resource_of(resource_metrics.resource, resource_metrics.schema_url)
-        try:
-            run = run_for(resource.attributes)
-        except ValueError as exc:
-            for j, scope_metrics in enumerate(resource_metrics.scope_metrics):
-                for metric in scope_metrics.metrics:
-                    for _ in _data_points(metric):
-                        batch.reject(f"resource_metrics[{i}].scope_metrics[{j}]", str(exc))
-            continue
-        batch.resources[resource.id] = resource
+    scalar_points: list[Point] = []  # the points whose step, if any, is a step
+    for i, resource_metrics, resource, run in placed(
+        batch, request.resource_metrics, "resource_metrics", _point_count
+    ):
         for j, scope_metrics in enumerate(resource_metrics.scope_metrics):
             for m, metric in enumerate(scope_metrics.metrics):
                 where = f"resource_metrics[{i}].scope_metrics[{j}].metrics[{m}]"
-                for point in _points(metric, run, resource.id, batch, where):
+                for n, point in enumerate(_points(metric, run, resource.id, batch, where)):
                     point.scope_name = scope_metrics.scope.name
                     point.scope_version = scope_metrics.scope.version
                     batch.points.append(point)
-    batch.scalars.extend(scalar_rows(batch.points))
+                    if why := steps.error(point.attributes.get(semconv.STEP)):
+                        batch.warn(f"{where}.data_points[{n}]", f"{why}; it makes no metrics row")
+                    else:
+                        scalar_points.append(point)
+    batch.scalars.extend(scalar_rows(scalar_points))
     return batch
 
 
-def _data_points(metric: Metric) -> list[Any]:
-    kind = metric.WhichOneof("data")
-    return list(getattr(metric, kind).data_points) if kind else []
+def _point_count(resource_metrics: ResourceMetrics) -> int:
+    return sum(
+        len(getattr(metric, kind).data_points)
+        for scope in resource_metrics.scope_metrics
+        for metric in scope.metrics
+        if (kind := metric.WhichOneof("data"))
+    )
 
 
 def _points(metric: Metric, run: Run, resource_id: str, batch: Batch, where: str) -> list[Point]:
@@ -162,7 +163,7 @@ def _points(metric: Metric, run: Run, resource_id: str, batch: Batch, where: str
                 uid=digest(
                     resource_id,
                     metric.name,
-                    pdata.dumps(attrs),
+                    canonical(attrs),
                     dp.start_time_unix_nano,
                     dp.time_unix_nano,
                 ),
@@ -227,7 +228,9 @@ def scalar_rows(points: list[Point]) -> list[Scalars]:
     """Group points into one row per (run, step or collection time)."""
     groups: dict[tuple[str, int | None, int], list[Point]] = defaultdict(list)
     for point in points:
-        groups[(point.run.run_id, _step(point.attributes), point.time_ns)].append(point)
+        groups[
+            (point.run.run_id, steps.of(point.attributes.get(semconv.STEP)), point.time_ns)
+        ].append(point)
     rows = []
     for (_, step, time_ns), members in groups.items():
         values = _values(members)
@@ -235,11 +238,6 @@ def scalar_rows(points: list[Point]) -> list[Scalars]:
             log_id = digest(*sorted(p.uid for p in members))
             rows.append(Scalars(log_id, members[0].run, time_ns, values, step))
     return rows
-
-
-def _step(attrs: dict[str, Any]) -> int | None:
-    step = attrs.get(semconv.STEP)
-    return int(step) if isinstance(step, (int, float)) and not isinstance(step, bool) else None
 
 
 def _values(points: list[Point]) -> dict[str, Any]:

@@ -137,8 +137,9 @@ class Batch:
     media_bytes: int = 0
     """Decoded bytes of the inline images in ``media`` (the request's, for its limit)."""
 
-    def reject(self, where: str, why: str) -> None:
-        self.rejected += 1
+    def reject(self, where: str, why: str, count: int = 1) -> None:
+        """``count`` items at ``where`` are not stored, for one reason."""
+        self.rejected += count
         self.warn(where, why)
 
     def fail(self, where: str, exc: Exception) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from trackio_otel import semconv
-from trackio_otel.translate import pdata
+from trackio_otel.translate import pdata, steps
 from trackio_otel.translate.conventions import SpanView, media, view
 from trackio_otel.translate.conventions import messages as msgs
 from trackio_otel.translate.model import Log, Run, Span
@@ -67,7 +67,7 @@ def assemble(spans: list[Span], logs: list[Log]) -> AssembledTrace:
         trace_id=root.span.trace_id,
         run=root.span.run,
         start_ns=min((s.start_ns for s in ordered if s.start_ns), default=0),
-        step=_int(_attr(first_root, semconv.STEP)),
+        step=steps.of(_attr(first_root, semconv.STEP)),
         key=str(_attr(first_root, semconv.TRACE_KEY) or root.span.name or "trace"),
         messages=conversation(views),
         metadata=_metadata(views, first_root),
@@ -244,12 +244,3 @@ def _attr(views: list[SpanView], *names: str) -> Any:
             if value not in (None, ""):
                 return value
     return None
-
-
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
