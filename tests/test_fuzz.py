@@ -85,7 +85,7 @@ NASTY_TEXT = [
 ]
 NUMBERS = [0, 1, -1, 2**31, 2**53, 2**63 - 1, -(2**63)]
 FLOATS = [0.0, -0.0, 1.5, 1e308, -1e308, 5e-324, math.nan, math.inf, -math.inf]
-STEPS = [0, 1, 7, -3, 10**6]
+STEPS = [0, 1, 7, -3, 10**6, 2**53, 2**63 - 1, -(2**63)]
 TIMES = [0, 1, 1_700_000_000_000_000_000, 2**63 - 1, 2**63, U64]
 PROJECTS = ["fuzz-a", "fuzz-b", "", "../x", "a/b", "p" * 300, "é" * 150, "registry-x", "x_traces"]
 GENAI_KEYS = [
@@ -259,7 +259,7 @@ class Fuzzer:
             kv: KeyValue = into.add(key=key)
             if key == "gen_ai.operation.name" and rng.random() < 0.8:
                 kv.value.string_value = rng.choice(OPERATIONS)
-            elif key == "trackio.step":
+            elif key == "trackio.step" and rng.random() < 0.7:
                 kv.value.int_value = rng.choice(STEPS)
             else:
                 self.value(kv.value)

@@ -375,13 +375,42 @@ def test_batch_fail_rejects_the_item_that_raised_and_keeps_going():
 
 
 def test_inline_images_are_counted_however_the_json_spells_them():
-    payload = base64.b64encode(b"x" * 3000).decode()
+    payload = base64.b64encode(b"x" * 6000).decode()
     escaped = json.dumps([{"parts": [{"type": "blob", "content": payload}]}]).replace(
         '"blob"', '"bl\\u006fb"'
     )
     values = {"messages": escaped, "url": "DATA:image/png;base64," + payload, "plain": "blob-free"}
     assert media.may_hold_images(escaped.encode()) and not media.may_hold_images(b"plain text")
     assert media.inline_images("attributes", values) == [
-        ("attributes[messages] image 1", 3000),
-        ("attributes[url] image 1", 3000),
+        ("attributes[messages] image 1", 6000),
+        ("attributes[url] image 1", 6000),
     ]
+
+
+def test_a_tool_call_id_that_is_not_text_still_pairs_its_tool_span(endpoint, project):
+    """An array as ``gen_ai.tool.call.id`` made trace assembly raise (unhashable)."""
+    tool = new_span("odd tool")
+    tool.attributes.add(key="gen_ai.operation.name").value.string_value = "execute_tool"
+    ids = tool.attributes.add(key="gen_ai.tool.call.id").value.array_value.values
+    ids.add().string_value = "call-1"
+    numbered = new_span("numbered tool", trace=tool.trace_id, parent=tool.span_id)
+    numbered.attributes.add(key="gen_ai.operation.name").value.string_value = "execute_tool"
+    numbered.attributes.add(key="gen_ai.tool.call.id").value.int_value = 7
+    assert export(endpoint, trace_request(project, tool, numbered)) == ExportTraceServiceResponse()
+    (trace,) = traces_of(project)
+    assert {s["name"]: s["id"] for s in trace["spans"]} == {
+        "odd tool": "['call-1']",
+        "numbered tool": "7",
+    }
+
+
+def test_costs_that_overflow_when_summed_do_not_fail_the_trace(endpoint, project):
+    """Two generations costing 1e308 each summed to inf, which the JSON encoder refuses."""
+    spans = [new_span(f"gen{i}") for i in range(2)]
+    for s in spans:
+        s.trace_id = spans[0].trace_id
+        s.attributes.add(key="gen_ai.operation.name").value.string_value = "chat"
+        s.attributes.add(key="gen_ai.usage.cost").value.double_value = 1e308
+    assert export(endpoint, trace_request(project, *spans)) == ExportTraceServiceResponse()
+    (trace,) = traces_of(project)
+    assert trace["metadata"]["cost_usd"] == float("inf")  # Trackio reads its "Infinity" back

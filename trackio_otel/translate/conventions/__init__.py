@@ -109,6 +109,8 @@ def _view(span: Span, logs: list[Log]) -> SpanView:
             break
     else:
         v.metadata = _plain(attrs)
+    if v.tool_call_id is not None:  # an attribute: any value the sender chose, an array too
+        v.tool_call_id = str(v.tool_call_id)
     trackio.fill(v, span)
     v.metadata["otel_span_id"] = span.span_id
     if v.convention:

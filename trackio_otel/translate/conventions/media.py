@@ -27,6 +27,9 @@ MAX_REQUEST_MEDIA_BYTES = 32 * MIB
 """Inline images one request may carry in all; a span or log whose images would go past
 it is rejected (partial success naming the image). The per-project quota is the writer's
 (``store.media_quota``)."""
+MIN_IMAGE_BYTES = 4096
+"""What a tiny image counts for: a file costs at least a file-system block, so a flood of
+one-pixel images is bounded too."""
 IMAGE_TYPE = "trackio.image"
 _DATA_URL = re.compile(r"^(?i:data):(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^;,]*)*?);base64,")
 """``;base64,`` in lower case, as every encoder writes it: so no value without that text (or
@@ -182,4 +185,4 @@ def _sizes(value: Any, out: list[int]) -> None:
 def _count(base64_chars: int, out: list[int]) -> None:
     size = base64_chars * 3 // 4
     if size <= MAX_IMAGE_BYTES:
-        out.append(size)
+        out.append(max(size, MIN_IMAGE_BYTES))
