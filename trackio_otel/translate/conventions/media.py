@@ -32,10 +32,13 @@ MIN_IMAGE_BYTES = 4096
 one-pixel images is bounded too."""
 IMAGE_TYPE = "trackio.image"
 _DATA_URL = re.compile(r"^(?i:data):(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^;,]*)*?);base64,")
-"""``;base64,`` in lower case, as every encoder writes it: so no value without that text (or
-a ``\\u`` escape that could spell it) can become a file, which ``inline_images`` relies on."""
-_MARKERS = ("base64", "blob", "\\u")
-"""Text holding none of these holds no inline image, even once decoded as JSON."""
+"""``;base64,`` in lower case, as every encoder writes it, so text without it holds no data
+URL that can become a file (``inline_images`` relies on it)."""
+_ESCAPED_ASCII = re.compile(r"\\u00[2-7][0-9a-fA-F]")
+"""A JSON escape of a printable ASCII character: the only way JSON text can spell
+``;base64,`` or ``"blob"`` without containing it (``\\u00b0`` and other escapes of
+non-ASCII text, which Python's ``json.dumps`` writes by default, cannot)."""
+_ESCAPED_ASCII_BYTES = re.compile(_ESCAPED_ASCII.pattern.encode())
 _EXTENSIONS = {"image/jpeg": "jpg", "image/svg+xml": "svg", "image/x-icon": "ico"}
 _EXTENSION = re.compile(r"[a-z0-9]{1,10}")
 _UNSAFE_IN_NAME = re.compile(r"[/\\\0]")
@@ -141,8 +144,18 @@ def admit(batch: Batch, where: str, record: Span | Log, sources: dict[str, dict[
 
 def may_hold_images(payload: bytes) -> bool:
     """Whether an OTLP request's bytes could carry an inline image: one scan of the request
-    instead of one per attribute (protobuf carries strings as they are)."""
-    return any(marker.encode() in payload for marker in _MARKERS)
+    instead of one per attribute (protobuf carries strings as they are; a ``blob`` part
+    may also be a map, where its type is the bare string)."""
+    return (
+        b";base64," in payload
+        or b"blob" in payload
+        or _ESCAPED_ASCII_BYTES.search(payload) is not None
+    )
+
+
+def _may_hold(text: str) -> bool:
+    """Whether text, or the JSON it encodes, could hold an inline image."""
+    return ";base64," in text or '"blob"' in text or _ESCAPED_ASCII.search(text) is not None
 
 
 def inline_images(name: str, values: dict[str, Any]) -> list[tuple[str, int]]:
@@ -154,7 +167,7 @@ def inline_images(name: str, values: dict[str, Any]) -> list[tuple[str, int]]:
     for key, value in values.items():
         kind = value.__class__
         if kind is str:
-            if not any(marker in value for marker in _MARKERS):
+            if not _may_hold(value):
                 continue
             value = pdata.parse_json(value)
         elif kind is not list and kind is not dict:
