@@ -414,3 +414,18 @@ def test_costs_that_overflow_when_summed_do_not_fail_the_trace(endpoint, project
     assert export(endpoint, trace_request(project, *spans)) == ExportTraceServiceResponse()
     (trace,) = traces_of(project)
     assert trace["metadata"]["cost_usd"] == float("inf")  # Trackio reads its "Infinity" back
+
+
+def test_a_point_after_a_rejected_one_is_named_by_its_own_index(endpoint, project):
+    request = ExportMetricsServiceRequest()
+    rm = request.resource_metrics.add()
+    rm.resource.attributes.add(key="trackio.project").value.string_value = project
+    gauge = rm.scope_metrics.add().metrics.add(name="loss").gauge
+    gauge.data_points.add(time_unix_nano=2**63, as_double=1)
+    odd_step = gauge.data_points.add(time_unix_nano=1, as_double=2)
+    odd_step.attributes.add(key="trackio.step").value.double_value = 1.5
+    with grpc.insecure_channel(endpoint) as channel:
+        reply = metrics_service_pb2_grpc.MetricsServiceStub(channel).Export(request)
+    message = reply.partial_success.error_message
+    assert "metrics[0].data_points[0]: time_unix_nano" in message
+    assert "metrics[0].data_points[1]: attributes[trackio.step]" in message, message
