@@ -121,7 +121,27 @@ GENAI_KEYS = [
     "trackio.rollout.reward.x",
     "error.type",
     "session.id",
+    "ai.operationId",
+    "ai.prompt",
+    "ai.prompt.messages",
+    "ai.response.text",
+    "ai.response.toolCalls",
+    "ai.usage.inputTokens",
+    "ai.toolCall.id",
+    "ai.toolCall.args",
+    "ai.toolCall.result",
+    "llm.input_messages.0.message.content",
+    "llm.input_messages.0.message.role",
 ]
+AI_OPERATIONS = ["ai.generateText.doGenerate", "ai.streamText.doStream", "ai.toolCall", "x"]
+"""The Vercel AI SDK's ``ai.operationId`` values."""
+SMOLAGENTS_TEXT = [
+    "Calling tools:\n[{'id': 'c1', 'function': {'name': 'x', 'arguments': {}}}]",
+    "Calling tools:\n[{",
+    "Call id: c1\nObservation:\n" + "x" * 50,
+    "Observation:\n",
+]
+"""smolagents' own message texts, which its convention parses."""
 OPERATIONS = ["chat", "execute_tool", "invoke_agent", "embeddings", "text_completion", "x"]
 
 
@@ -259,6 +279,10 @@ class Fuzzer:
             kv: KeyValue = into.add(key=key)
             if key == "gen_ai.operation.name" and rng.random() < 0.8:
                 kv.value.string_value = rng.choice(OPERATIONS)
+            elif key == "ai.operationId" and rng.random() < 0.8:
+                kv.value.string_value = rng.choice(AI_OPERATIONS)
+            elif key == "llm.input_messages.0.message.content" and rng.random() < 0.5:
+                kv.value.string_value = rng.choice(SMOLAGENTS_TEXT)
             elif key == "trackio.step" and rng.random() < 0.7:
                 kv.value.int_value = rng.choice(STEPS)
             else:
@@ -315,7 +339,9 @@ class Fuzzer:
             rs = request.resource_spans.add()
             self.resource(rs.resource)
             ss = rs.scope_spans.add()
-            ss.scope.name = self.text()[:100]
+            ss.scope.name = rng.choice(
+                ["openinference.instrumentation.smolagents", "ai", self.text()[:100]]
+            )
             for _ in range(rng.randrange(1, 6)):
                 span = ss.spans.add()
                 span.trace_id = self.ident(16, trace_ids)

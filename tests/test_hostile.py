@@ -429,3 +429,15 @@ def test_a_point_after_a_rejected_one_is_named_by_its_own_index(endpoint, projec
     message = reply.partial_success.error_message
     assert "metrics[0].data_points[0]: time_unix_nano" in message
     assert "metrics[0].data_points[1]: attributes[trackio.step]" in message, message
+
+
+def test_an_operation_name_that_is_not_text_is_read_as_no_operation(endpoint, project):
+    """``gen_ai.operation.name`` / ``ai.operationId`` as an array made the convention raise."""
+    genai, vercel = new_span("genai"), new_span("vercel")
+    vercel.trace_id = genai.trace_id
+    for span, key in ((genai, "gen_ai.operation.name"), (vercel, "ai.operationId")):
+        span.attributes.add(key=key).value.array_value.values.add().string_value = "chat"
+    assert export(endpoint, trace_request(project, genai, vercel)) == ExportTraceServiceResponse()
+    (trace,) = traces_of(project)
+    assert [s["kind"] for s in trace["spans"]] == ["span", "span"]
+    assert not [s for s in trace["spans"] if "trackio_otel_error" in s["metadata"]]

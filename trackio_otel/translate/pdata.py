@@ -80,6 +80,12 @@ class KeyFilter(dict[str, bool]):
         return {k: val for k, val in attrs.items() if self[k]}
 
 
+def text(value: Any) -> str | None:
+    """A string attribute's value, else None: an attribute may hold any value the sender
+    chose (an array, a map), and looking that up in a set of names would raise."""
+    return value if isinstance(value, str) else None
+
+
 def json_number(x: float) -> float | str:
     """Trackio stores non-finite floats as the strings "NaN", "Infinity", "-Infinity"."""
     if math.isfinite(x):
