@@ -14,15 +14,18 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import math
 import os
 import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
@@ -33,6 +36,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from trackio.sqlite_storage import SQLiteStorage
 
 from tests.conftest import load_fixture, runs
+from trackio_otel.collector import Collector, CollectorConfig
 
 SEED = int(os.environ.get("TRACKIO_OTEL_FUZZ_SEED", "20261201"))
 REQUESTS = 3000
@@ -515,7 +519,21 @@ def shown(project: str) -> dict:
 
 
 # --- The test -------------------------------------------------------------------------------
-def test_fuzzed_requests_never_fail_internally_nor_disturb_good_data(endpoint, project):
+@pytest.fixture
+def in_process_endpoint(trackio_dir: Path) -> Iterator[str]:
+    """A collector whose writer runs in this process, so its log is the test's to read."""
+    config = CollectorConfig(
+        trackio_dir=trackio_dir, endpoint="127.0.0.1:0", writers=0, stats_interval_s=3600
+    )
+    with Collector(config) as c:
+        yield f"127.0.0.1:{c.port}"
+
+
+def test_fuzzed_requests_never_fail_internally_nor_disturb_good_data(
+    in_process_endpoint, project, caplog
+):
+    endpoint = in_process_endpoint
+    caplog.set_level(logging.ERROR, logger="trackio_otel")
     reference, before, during, after = (
         f"{project}-{p}" for p in ("ref", "before", "during", "after")
     )
@@ -573,6 +591,11 @@ def test_fuzzed_requests_never_fail_internally_nor_disturb_good_data(endpoint, p
 
     print(f"fuzz seed {SEED}: {sent[0]} requests, {dict(codes)}, {checks} health checks")
     assert not failures, "\n".join(failures)
+    # A span or item that fell back (shown plainly, rejected as untranslatable) is a bug too.
+    errors = [r for r in caplog.records if r.name.startswith("trackio_otel")]
+    assert not errors, "\n".join(
+        f"{r.getMessage()}: {r.exc_info and r.exc_info[1]!r}" for r in errors[:5]
+    )
     assert sent[0] >= 1000, f"only {sent[0]} fuzzed requests within {DEADLINE_S:.0f}s"
     assert codes["OK"] > sent[0] // 3 and codes["INVALID_ARGUMENT"] > 0
     for p in (before, during, after):
