@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-WORDS = "what is one two three four five plus minus equals yes no the answer".split()
+WORDS = ["what", "is", "one", "two", "three", "four", "five", "plus", "minus", "equals"]
+WORDS += ["yes", "no", "the", "answer"]
 SPECIAL = ["<pad>", "<unk>", "<s>", "</s>"]
 
 
