@@ -214,6 +214,7 @@ def test_grpo_rollouts_match_trls_own_completions(project, tmp_path):
     got = []
     lengths: dict[int, list[int]] = {}
     cut: dict[int, list[bool]] = {}
+    totals: dict[int, list[float]] = {}
     for t in rollouts:
         meta, messages = t["metadata"], t["messages"]
         assert [m["role"] for m in messages] == ["user", "assistant"]
@@ -223,6 +224,7 @@ def test_grpo_rollouts_match_trls_own_completions(project, tmp_path):
         assert meta["rollout.reward"] == pytest.approx(
             sum(w * r for w, r in zip(WEIGHTS, rewards, strict=True))
         )
+        totals.setdefault(t["step"], []).append(meta["rollout.reward"])
         (generation,) = [s for s in t["spans"] if s["kind"] == "generation"]
         assert generation["usage"]["input_tokens"] == len(messages[0]["content"].split())
         assert generation["duration_ms"] > 0  # TRL's generate section
@@ -236,6 +238,7 @@ def test_grpo_rollouts_match_trls_own_completions(project, tmp_path):
         assert sum(lengths[step]) / 4 == pytest.approx(row["train/completions/mean_length"])
         assert max(lengths[step]) == row["train/completions/max_length"]
         assert sum(cut[step]) / 4 == pytest.approx(row["train/completions/clipped_ratio"])
+        assert sum(totals[step]) / 4 == pytest.approx(row["train/reward"])
 
     groups: dict[str, list[int]] = {}
     for t in rollouts:

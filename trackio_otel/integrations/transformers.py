@@ -234,15 +234,15 @@ class TrackioCallback(TrainerCallback):
 
     # --- GRPO rollouts ----------------------------------------------------------------------
     def _log_rollouts(self, step: int, evaluating: bool) -> None:
-        """One rollout per completion TRL generated since the last log (its ``_logs`` keep
-        the latest generation batch; entries already sent are recognised by identity)."""
+        """One rollout per completion of TRL's latest generation batch (``_logs`` holds it,
+        each generation replacing it whole), once: a batch already sent is recognised by
+        the identity of its advantage floats."""
         trainer = self._trainer
         buffers = getattr(trainer, "_logs", None)
         if trainer is None or not buffers or not buffers.get("advantages"):
             return
         advantages = list(buffers["advantages"])
-        seen = {id(a) for a in self._logged_advantages}
-        if all(id(a) in seen for a in advantages):
+        if [id(a) for a in advantages] == [id(a) for a in self._logged_advantages]:
             return  # logged more often than generated: nothing new
         self._logged_advantages = advantages  # keeps them alive, so their ids stay theirs
         names = list(trainer.reward_func_names)
@@ -257,8 +257,6 @@ class TrackioCallback(TrainerCallback):
         for i, (prompt, completion, advantage) in enumerate(
             zip(prompts, completions, advantages, strict=False)
         ):
-            if id(advantage) in seen:
-                continue
             scores = {n: r[i] for n, r in zip(names, rewards, strict=True) if i < len(r)}
             scored = {n: float(v) for n, v in scores.items() if v is not None and not math.isnan(v)}
             total = sum(w * scored[n] for n, w in zip(names, weights, strict=True) if n in scored)
@@ -322,18 +320,19 @@ def _scalars(logs: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _completion_tokens(trainer: Any) -> dict[str, list[tuple[int, int, str]]]:
+def _completion_tokens(trainer: Any) -> dict[str, list[tuple[int, int | None, str]]]:
     """Completion text → (prompt tokens, completion tokens, finish reason) for the batches
     TRL buffered for training (shuffled, so matched back by their decoded text)."""
     stop_ids = {*trainer.eos_token_ids, trainer._tokenizer.pad_token_id}
-    found: dict[str, list[tuple[int, int, str]]] = {}
+    found: dict[str, list[tuple[int, int | None, str]]] = {}
     for batch in getattr(trainer, "_buffered_inputs", None) or []:
         ids, mask = batch["completion_ids"], batch["completion_mask"]
         texts = trainer.processing_class.batch_decode(ids, skip_special_tokens=True)
         lengths, prompt_lengths = mask.sum(1).tolist(), batch["prompt_mask"].sum(1).tolist()
         for row, text, n, p in zip(ids.tolist(), texts, lengths, prompt_lengths, strict=True):
             finish = "stop" if n and row[n - 1] in stop_ids else "length"
-            found.setdefault(text, []).append((int(p), int(n), finish))
+            # n is 0 only where mask_truncated_completions masked a cut-off completion
+            found.setdefault(text, []).append((int(p), int(n) or None, finish))
     return found
 
 
