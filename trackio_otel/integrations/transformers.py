@@ -77,6 +77,7 @@ class TrackioCallback(TrainerCallback):
     # --- training begins and ends ----------------------------------------------------------
     @fail_open()
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kw: Any):
+        self._release()  # a train() that raised never reached on_train_end
         self._trainer = _calling_trainer()
         if state.is_world_process_zero:
             self.run.update_config(_config(args, model))
@@ -88,8 +89,7 @@ class TrackioCallback(TrainerCallback):
     @fail_open()
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._end_step()
-        while self._undo:
-            self._undo.pop()()
+        self._release()
         threading.Thread(
             target=self.run.flush,
             kwargs={"timeout_s": FLUSH_TIMEOUT_S},
@@ -226,6 +226,11 @@ class TrackioCallback(TrainerCallback):
             self._generation = (start_ns, end_ns)
         if self._step is not None:
             self._step.record_phase(phase, start_ns, end_ns)
+
+    def _release(self) -> None:
+        """Remove the hooks on the model and restore TRL's class."""
+        while self._undo:
+            self._undo.pop()()
 
     def _end_step(self) -> None:
         if self._step is not None:
