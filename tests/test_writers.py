@@ -75,7 +75,11 @@ def writers(trackio_dir: Path, n: int) -> Collector:
     """A collector with ``n`` writer processes (0: one writer thread in process)."""
     return Collector(
         CollectorConfig(
-            trackio_dir=trackio_dir, endpoint="127.0.0.1:0", writers=n, stats_interval_s=3600
+            trackio_dir=trackio_dir,
+            endpoint="127.0.0.1:0",
+            http_endpoint=None,
+            writers=n,
+            stats_interval_s=3600,
         )
     )
 

@@ -73,7 +73,7 @@ class WriterPool:
             self._fill()
         return self
 
-    def submit(self, signal: str, payload: bytes) -> Future[Result]:
+    def submit(self, signal: str, payload: bytes, encoding: str = "protobuf") -> Future[Result]:
         with self._lock:
             if self._closed:
                 raise WriteError("unavailable", "the writers are shut down")
@@ -83,7 +83,7 @@ class WriterPool:
                 raise WriteError("unavailable", str(exc)) from exc
             writer = min(self._writers, key=lambda w: w.outstanding)
         # Sent outside the lock: a megabyte into one writer's pipe must not hold up the rest.
-        return writer.submit(Request(next(self._ids), signal, payload))
+        return writer.submit(Request(next(self._ids), signal, payload, encoding))
 
     @property
     def pids(self) -> list[int]:
