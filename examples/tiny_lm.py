@@ -30,17 +30,17 @@ def tokenizer() -> Any:
     )
 
 
-def model(tok: Any, seed: int = 0) -> Any:
-    """A random 2-layer Llama sized to ``tok`` (about 30k parameters)."""
+def model(tok: Any, seed: int = 0, hidden: int = 32, layers: int = 2) -> Any:
+    """A random Llama sized to ``tok`` (2 layers of 32: about 30k parameters)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
         num_attention_heads=2,
         num_key_value_heads=2,
         max_position_embeddings=64,
@@ -54,3 +54,11 @@ def model(tok: Any, seed: int = 0) -> Any:
 def sentences(n: int) -> list[str]:
     """``n`` short sentences over ``WORDS`` (a deterministic cycle)."""
     return [" ".join(WORDS[(i + j) % len(WORDS)] for j in range(6)) for i in range(n)]
+
+
+def lm_dataset(tok: Any, n: int) -> Any:
+    """``n`` tokenized sentences: a causal-LM training set for ``Trainer``."""
+    from datasets import Dataset
+
+    data = Dataset.from_dict({"text": sentences(n)})
+    return data.map(lambda b: tok(b["text"]), batched=True, remove_columns=["text"])

@@ -47,8 +47,7 @@ def brevity(completions: list[str], **kwargs: Any) -> list[float]:
 
 def lm_trainer(out: Path, callbacks: list[Any], **args: Any) -> Trainer:
     tok = tiny_lm.tokenizer()
-    data = Dataset.from_dict({"text": tiny_lm.sentences(64)})
-    data = data.map(lambda b: tok(b["text"]), batched=True, remove_columns=["text"])
+    data = tiny_lm.lm_dataset(tok, 64)
     arguments = TrainingArguments(
         output_dir=str(out),
         max_steps=6,
