@@ -72,16 +72,14 @@ def lm_trainer(out: Path, callbacks: list[Any], **args: Any) -> Trainer:
 
 def grpo_trainer(out: Path, callbacks: list[Any], **args: Any) -> GRPOTrainer:
     tok = tiny_lm.tokenizer()
+    defaults = {"max_steps": 3, "per_device_train_batch_size": 4, "num_generations": 2}
     arguments = GRPOConfig(
         output_dir=str(out),
-        max_steps=3,
-        per_device_train_batch_size=4,
-        num_generations=2,
         max_completion_length=MAX_COMPLETION,
         logging_steps=1,
         reward_weights=WEIGHTS,
         **COMMON,
-        **args,
+        **{**defaults, **args},
     )
     return GRPOTrainer(
         model=tiny_lm.model(tok),
@@ -89,6 +87,7 @@ def grpo_trainer(out: Path, callbacks: list[Any], **args: Any) -> GRPOTrainer:
         reward_funcs=[says_yes, brevity],
         args=arguments,
         train_dataset=Dataset.from_dict({"prompt": PROMPTS * 4}),
+        eval_dataset=Dataset.from_dict({"prompt": PROMPTS[:2]}),
         callbacks=callbacks,
     )
 
@@ -303,3 +302,24 @@ def test_sdk_works_without_transformers(tmp_path):
     )
     assert done.stdout.strip() == "callback needs transformers"
     assert (tmp_path / "no-hf.db").exists()
+
+
+def test_grpo_eval_completions_are_rollouts_of_their_own(project, tmp_path):
+    run = trackio_otel.init(project=project, gpu=False)
+    grpo_trainer(
+        tmp_path,
+        [run.callback()],
+        report_to="none",
+        max_steps=2,
+        eval_strategy="steps",
+        eval_steps=2,
+        per_device_eval_batch_size=4,
+    ).train()
+    run.finish()
+    (record,) = runs(project)
+    traces = SQLiteStorage.get_traces(project, record["name"], run_id=record["id"])
+    evals = [t for t in traces if t["key"] == "rollout/eval"]
+    assert len(evals) == 2 * 2  # 2 eval prompts x num_generations, at the step evaluated
+    assert {t["step"] for t in evals} == {2}
+    assert {t["metadata"]["rollout.group_id"] for t in evals} == {"2-0", "2-1"}
+    assert sorted(t["step"] for t in traces if t["key"] == "rollout") == [1] * 4 + [2] * 4
