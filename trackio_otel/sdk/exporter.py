@@ -10,7 +10,6 @@ process) carries a resource that cannot be changed.
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 from collections import deque
@@ -37,10 +36,10 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from trackio_otel import semconv
+from trackio_otel.sdk.failopen import warn_once
 from trackio_otel.store import default_trackio_dir
 from trackio_otel.writer import Result, WriterPool
 
-log = logging.getLogger(__name__)
 WRITE_TIMEOUT_S = 60.0
 MAX_IN_FLIGHT = 2
 
@@ -106,7 +105,6 @@ class Sink:
         self._pool = WriterPool(trackio_dir, processes)  # started by its first request
         self._in_flight: deque[Future[Result]] = deque()
         self._lock = threading.Lock()
-        self._warned: set[str] = set()
 
     @classmethod
     def for_dir(cls, trackio_dir: Path | str | None = None) -> Sink:
@@ -128,7 +126,7 @@ class Sink:
         try:
             future = self._pool.submit(signal, request.SerializeToString())
         except Exception as exc:  # the writer process could not start
-            self._warn_once(f"trackio-otel: could not write to {self.trackio_dir}: {exc!r}")
+            warn_once(f"trackio-otel: could not write to {self.trackio_dir}: {exc!r}")
             return False
         future.add_done_callback(self._report)
         with self._lock:
@@ -148,16 +146,10 @@ class Sink:
 
     def _report(self, future: Future[Result]) -> None:
         if (exc := future.exception()) is not None:
-            self._warn_once(f"trackio-otel: could not write to {self.trackio_dir}: {exc}")
+            warn_once(f"trackio-otel: could not write to {self.trackio_dir}: {exc}")
             return
-        for problem in future.result().errors[:1]:
-            self._warn_once(f"trackio-otel: telemetry problem: {problem}")
-
-    def _warn_once(self, message: str) -> None:
-        key = message[:80]
-        if key not in self._warned:
-            self._warned.add(key)
-            log.warning(message)
+        for problem in future.result().errors[:1]:  # "where: why"; each why is told once
+            warn_once(f"trackio-otel: telemetry problem: {problem}", key=problem.split(": ", 1)[-1])
 
 
 class _Embedded:
