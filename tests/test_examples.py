@@ -96,7 +96,9 @@ def test_trl_grpo(trackio_dir, project):
     assert sorted(t["step"] for t in rollouts) == [1] * 4 + [2] * 4  # 1 prompt x 4 a step
     for t in rollouts:
         assert {"rollout.reward.says_yes", "rollout.reward.brevity"} <= set(t["metadata"])
-        assert [m["role"] for m in t["messages"]] == ["user", "assistant"]
+        assert t["messages"][0]["role"] == "user"
+        (generation,) = [s for s in t["spans"] if s["kind"] == "generation"]
+        assert generation["output"]["role"] == "assistant"
     rows = [r for r in scalars(project) if "train/reward" in r]
     assert [r["step"] for r in rows] == [1, 2]
     timed = [r for r in scalars(project) if "train/phase/generate_ms" in r]

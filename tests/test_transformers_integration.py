@@ -215,16 +215,20 @@ def test_grpo_rollouts_match_trls_own_completions(project, tmp_path):
     totals: dict[int, list[float]] = {}
     for t in rollouts:
         meta, messages = t["metadata"], t["messages"]
-        assert [m["role"] for m in messages] == ["user", "assistant"]
+        (generation,) = [s for s in t["spans"] if s["kind"] == "generation"]
+        prompt, completion = messages[0]["content"], generation["output"]["content"]
+        assert messages[0]["role"] == "user" and generation["input"] == messages[:1]
+        # the chat ends with the answer; the store leaves an empty one ("": EOS at once) out
+        assert messages[1:] == (
+            [{"role": "assistant", "content": completion}] if completion else []
+        )
         rewards = (meta["rollout.reward.says_yes"], meta["rollout.reward.brevity"])
-        got.append((t["step"], messages[0]["content"], messages[1]["content"], *rewards))
-        got[-1] += (meta["rollout.advantage"],)
+        got.append((t["step"], prompt, completion, *rewards, meta["rollout.advantage"]))
         assert meta["rollout.reward"] == pytest.approx(
             sum(w * r for w, r in zip(WEIGHTS, rewards, strict=True))
         )
         totals.setdefault(t["step"], []).append(meta["rollout.reward"])
-        (generation,) = [s for s in t["spans"] if s["kind"] == "generation"]
-        assert generation["usage"]["input_tokens"] == len(messages[0]["content"].split())
+        assert generation["usage"]["input_tokens"] == len(prompt.split())
         assert generation["duration_ms"] > 0  # TRL's generate section
         lengths.setdefault(t["step"], []).append(generation["usage"]["output_tokens"])
         cut.setdefault(t["step"], []).append(generation["output"]["finish_reason"] == "length")
