@@ -20,7 +20,8 @@ transformers' own key names (``rewrite_logs``: ``train/loss``, ``eval/loss``), a
 
 Hooks are the frameworks' own (callback events, ``nn.Module`` hooks); TRL exposes its
 profiled sections only to wandb/mlflow/trackio, so its ``ProfilingContext`` class gets a
-thin timing wrapper for the length of ``train()``. The user's model is never patched.
+thin timing wrapper for the length of ``train()``. The user's model only gets PyTorch's
+removable hooks (taken off at ``on_train_end``); none of its methods is replaced.
 """
 
 from __future__ import annotations
