@@ -276,15 +276,18 @@ def test_logging_more_often_than_generating_sends_each_completion_once(project, 
     assert not any(math.isnan(t["metadata"]["rollout.advantage"]) for t in traces)
 
 
-def test_train_end_flush_is_off_the_training_thread(project, tmp_path):
+def test_train_end_flush_is_off_the_training_thread(project, tmp_path, monkeypatch):
     """Against an endpoint nobody answers, ``train()`` returns while the flush still waits."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "2")  # seconds the exporters retry
     run = trackio_otel.init(
         project=project, endpoint=f"127.0.0.1:{free_port()}", embedded=False, gpu=False
     )
     lm_trainer(tmp_path, [run.callback()], report_to="none").train()
     flushing = [t for t in threading.enumerate() if t.name == "trackio-otel-train-end-flush"]
     assert flushing and flushing[0].is_alive()
-    run.finish(timeout_s=0.5)
+    flushing[0].join(30)  # then it gives up, so no retry outlives the test
+    run.finish()
+    assert not flushing[0].is_alive()
 
 
 def test_sdk_works_without_transformers(tmp_path):
