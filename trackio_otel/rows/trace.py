@@ -14,7 +14,7 @@ from typing import Any
 
 from trackio_otel import semconv
 from trackio_otel.rows.views import View
-from trackio_otel.translate import steps
+from trackio_otel.translate import pdata, steps
 from trackio_otel.translate.conventions import SESSION_ATTRIBUTES, USER_ATTRIBUTES, media, pairing
 from trackio_otel.translate.conventions import messages as msgs
 
@@ -230,7 +230,7 @@ def _metadata(trace_id: str, views: list[View], first_root: list[View]) -> dict[
         meta["duration_ms"] = round((max(ends) - min(starts)) / 1e6, 3)
     costs = [v.cost_usd for v in generations if isinstance(v.cost_usd, (int, float))]
     if costs:
-        meta["cost_usd"] = sum(costs)
+        meta["cost_usd"] = pdata.json_number(sum(costs))  # 1e308 + 1e308 is inf
     usages = [v.usage for v in generations if v.usage]
     for name in ("input_tokens", "output_tokens", "total_tokens"):
         if usages:

@@ -58,7 +58,7 @@ def stamp(request: Message, identity: Identity | None) -> None:
             keep = [kv for kv in resource.attributes if not _is_identity(kv.key)]
             del resource.attributes[:]
             resource.attributes.extend(keep)
-            for key, value in identity.items():
+            for key, value in list(identity.items()):  # one snapshot: update_config adds keys
                 kv = resource.attributes.add()
                 kv.key, kv.value.string_value = key, value
 

@@ -45,6 +45,7 @@ from sqlalchemy.dialects.sqlite import insert
 from sqlalchemy.exc import OperationalError
 
 from trackio_otel.store import Row, RunRow, Unavailable, Write, schema
+from trackio_otel.store.media_quota import MediaQuota
 
 log = logging.getLogger(__name__)
 BUSY_TIMEOUT_S = 30.0
@@ -210,6 +211,7 @@ class SQLiteStore:
 
     def __init__(self, trackio_dir: Path | str) -> None:
         self.trackio_dir = Path(trackio_dir)
+        self.media_quota = MediaQuota(self.trackio_dir / "media")  # Trackio's MEDIA_DIR
         self._projects: dict[str, _Project] = {}
         self._lock = threading.Lock()
         self._closed = threading.Event()
