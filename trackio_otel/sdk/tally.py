@@ -1,0 +1,86 @@
+"""What this process's exporters delivered, per destination: the line ``trackio-otel run``
+prints at exit (``REPORT_ENV`` names the file the counts are written to).
+
+Counted only on SUCCESS, so the line says what the destination accepted. Distinct trace
+ids are remembered only when a report was asked for (a set grows with the run).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPORT_ENV = "TRACKIO_OTEL_REPORT"
+
+
+@dataclass
+class Counts:
+    spans: int = 0
+    logs: int = 0
+    points: int = 0
+    traces: set[int] = field(default_factory=set)
+
+
+_lock = threading.Lock()
+_counts: dict[str, Counts] = {}
+_track_traces = bool(os.environ.get(REPORT_ENV))
+
+
+def _at(destination: str) -> Counts:
+    return _counts.setdefault(destination, Counts())
+
+
+def spans(destination: str, batch: Iterable[Any]) -> None:
+    batch = list(batch)
+    with _lock:
+        counts = _at(destination)
+        counts.spans += len(batch)
+        if _track_traces:
+            counts.traces.update(s.context.trace_id for s in batch)
+
+
+def logs(destination: str, batch: Iterable[Any]) -> None:
+    with _lock:
+        _at(destination).logs += sum(1 for _ in batch)
+
+
+def points(destination: str, data: Any) -> None:
+    n = sum(
+        len(m.data.data_points)
+        for rm in data.resource_metrics
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+    )
+    with _lock:
+        _at(destination).points += n
+
+
+def snapshot() -> dict[str, dict[str, int]]:
+    with _lock:
+        return {
+            where: {"spans": c.spans, "traces": len(c.traces), "logs": c.logs, "points": c.points}
+            for where, c in _counts.items()
+        }
+
+
+def write_report(**extra: Any) -> None:
+    """Merge this process's counts (and ``extra``) into the report file, if one was asked for."""
+    path = os.environ.get(REPORT_ENV)
+    if not path:
+        return
+    report = read_report(Path(path))
+    report.update(extra)
+    report["delivered"] = snapshot()
+    Path(path).write_text(json.dumps(report))
+
+
+def read_report(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text() or "{}")
+    except (OSError, ValueError):
+        return {}
