@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,17 +35,12 @@ from trackio_otel.sdk.ids import UrandomIdGenerator
 SCOPE = "trackio_otel"
 # The SDK's defaults (2048 queued, 512 per export, 5 s delay) drop spans above a few
 # thousand per second; these sustain >10k/s into the embedded store (bench/bench_sdk.py)
-# while bounding memory to MAX_QUEUE items per signal. Each applies only where the user
+# while bounding memory to the queue's size per signal. Each applies only where the user
 # left the standard variable (OTEL_BSP_* / OTEL_BLRP_*) unset.
 BATCH_DEFAULTS = {
-    "max_queue_size": 65_536,
-    "max_export_batch_size": 4_096,
-    "schedule_delay_millis": 500,
-}
-_BATCH_ENV = {
-    "max_queue_size": "MAX_QUEUE_SIZE",
-    "max_export_batch_size": "MAX_EXPORT_BATCH_SIZE",
-    "schedule_delay_millis": "SCHEDULE_DELAY",
+    "MAX_QUEUE_SIZE": ("max_queue_size", 65_536),
+    "MAX_EXPORT_BATCH_SIZE": ("max_export_batch_size", 4_096),
+    "SCHEDULE_DELAY": ("schedule_delay_millis", 500),
 }
 METRIC_INTERVAL_MS = 10_000
 FLUSH_TIMEOUT_MS = 5_000
@@ -98,7 +94,15 @@ class Telemetry:
         """Export what every signal holds, metrics first (collecting them emits nothing
         else), all within one ``timeout_ms``; False if any part failed or ran out of time.
         The embedded exporters answer only once committed, so True means stored."""
-        deadline = Deadline(timeout_ms)
+        return _bounded(timeout_ms, self._flush)
+
+    def shutdown(self, timeout_ms: int = FLUSH_TIMEOUT_MS) -> bool:
+        """Shut down what this run created (its processors export what is still queued,
+        its meter provider), within ``timeout_ms``. ``flush`` first to know whether
+        everything got out."""
+        return _bounded(timeout_ms, lambda _: self._shutdown())
+
+    def _flush(self, deadline: Deadline) -> bool:
         try:
             ok = self.meter_provider.force_flush(deadline.left_ms())
         except Exception:  # the SDK raises when a reader timed out or failed
@@ -108,29 +112,37 @@ class Telemetry:
             ok = p.force_flush(deadline.left_ms()) and ok
         return bool(ok)
 
-    def shutdown(self, timeout_ms: int = FLUSH_TIMEOUT_MS) -> bool:
-        """Shut down what this run created (its processors export what is still queued,
-        its meter provider), giving up after ``timeout_ms``: the SDK's shutdown waits out
-        an exporter's retries (10 s against a dead endpoint), and a program's exit must
-        not. ``flush`` first to know whether everything got out."""
-        worker = threading.Thread(target=self._shutdown, name="trackio-otel-shutdown", daemon=True)
-        worker.start()
-        worker.join(timeout_ms / 1000)
-        return not worker.is_alive()
-
-    def _shutdown(self) -> None:
+    def _shutdown(self) -> bool:
         for p in self._processors:
             p.shutdown()
         self.meter_provider.shutdown()
+        return True
+
+
+def _bounded(timeout_ms: float, work: Callable[[Deadline], bool]) -> bool:
+    """``work(deadline)`` on a thread, waited for until the deadline: OTel exporters keep
+    retrying past the timeout they are given (a metric export against a dead endpoint
+    takes its own 10 s), and a program's exit must not wait for that."""
+    deadline, done = Deadline(timeout_ms), []
+    worker = threading.Thread(
+        target=lambda: done.append(work(deadline)), name="trackio-otel-flush", daemon=True
+    )
+    worker.start()
+    worker.join(timeout_ms / 1000)
+    return bool(done and done[0])
 
 
 def _batched(processor: type, exporter: Any, env_prefix: str) -> Any:
     """A batch processor sized so a training loop's bursts queue instead of dropping."""
     sizes = {
         arg: value
-        for arg, value in BATCH_DEFAULTS.items()
-        if not os.environ.get(f"{env_prefix}_{_BATCH_ENV[arg]}")
+        for name, (arg, value) in BATCH_DEFAULTS.items()
+        if not os.environ.get(f"{env_prefix}_{name}")
     }
+    if "max_export_batch_size" in sizes:  # never above the queue the user chose
+        queue = os.environ.get(f"{env_prefix}_MAX_QUEUE_SIZE")
+        if queue and queue.isdigit():
+            sizes["max_export_batch_size"] = min(sizes["max_export_batch_size"], int(queue))
     return processor(exporter, **sizes)
 
 
