@@ -3,8 +3,10 @@ deadline and says when it failed, and the user's OTEL_BSP_* settings win."""
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import sqlite3
+import threading
 import time
 
 import pytest
@@ -25,6 +27,8 @@ from trackio_otel.sdk.exporter import EmbeddedSpanExporter
 
 
 def test_embedded_export_answers_success_once_committed(trackio_dir, project):
+    """While Trackio's project lock is held nothing can commit, so export must not answer;
+    once it is released, export answers SUCCESS and the rows are there."""
     memory = InMemorySpanExporter()
     provider = TracerProvider(resource=Resource.create({"trackio.project": project}))
     provider.add_span_processor(SimpleSpanProcessor(memory))
@@ -32,8 +36,19 @@ def test_embedded_export_answers_success_once_committed(trackio_dir, project):
         with provider.get_tracer("t").start_as_current_span(f"s{i}"):
             pass
     exporter = EmbeddedSpanExporter(trackio_dir)
-    assert exporter.export(memory.get_finished_spans()) is SpanExportResult.SUCCESS
-    with sqlite3.connect(SQLiteStorage.get_project_db_path(project)) as db:  # no flush, no wait
+    answers: list[SpanExportResult] = []
+    with open(trackio_dir / f"{project}.lock", "a+") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)  # Trackio's own ProcessLock
+        worker = threading.Thread(
+            target=lambda: answers.append(exporter.export(memory.get_finished_spans()))
+        )
+        worker.start()
+        worker.join(1.5)
+        assert not answers, "answered before anything could commit"
+        fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+    worker.join(60)
+    assert answers == [SpanExportResult.SUCCESS]
+    with sqlite3.connect(SQLiteStorage.get_project_db_path(project)) as db:
         assert db.execute("SELECT count(*) FROM otel_spans").fetchone() == (50,)
 
 
