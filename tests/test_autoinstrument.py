@@ -181,3 +181,52 @@ def test_trackio_otel_run_reports_an_instrumentor_that_fails_to_import(
         "trackio-otel: NOT instrumented broken (broken-instrumentation 0.1): "
         "ModuleNotFoundError: No module named 'httpx_that_is_not_installed'"
     ) in done.stderr, done.stderr
+
+
+SHOW = "import os; print(*(os.environ.get(f'OTEL_{v}') for v in ('TRACES_EXPORTER', 'PYTHON_ID_GENERATOR')))"  # noqa: E501
+OURS_FIRST = """[opentelemetry_distro]
+trackio = trackio_otel.sdk.distro:TrackioDistro
+[opentelemetry_configurator]
+trackio = trackio_otel.sdk.distro:TrackioConfigurator
+"""
+
+
+@pytest.mark.parametrize("ours_first", [False, True])
+@pytest.mark.parametrize(
+    "selected, expected",
+    [
+        ({}, "otlp None"),  # opentelemetry-distro's defaults, whichever entry point came first
+        (
+            {"OTEL_PYTHON_DISTRO": "trackio", "OTEL_PYTHON_CONFIGURATOR": "trackio"},
+            "trackio trackio",
+        ),
+        ({"OTEL_PYTHON_DISTRO": "distro", "OTEL_PYTHON_CONFIGURATOR": "configurator"}, "otlp None"),
+    ],
+)
+def test_beside_opentelemetry_distro_the_selected_one_configures(
+    tmp_path, selected, expected, ours_first
+):
+    """This venv has opentelemetry-distro too: trackio-otel steps aside unless chosen, in
+    either entry point order (``ours_first``: our entry points listed again, on PYTHONPATH,
+    so the loader meets them before site-packages')."""
+    (tmp_path / "show.py").write_text(SHOW)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    if ours_first:
+        first = tmp_path / "first" / "aaa_trackio_first-0.dist-info"
+        first.mkdir(parents=True)
+        (first / "METADATA").write_text(
+            "Metadata-Version: 2.1\nName: aaa-trackio-first\nVersion: 0\n"
+        )
+        (first / "entry_points.txt").write_text(OURS_FIRST)
+        env["PYTHONPATH"] = str(first.parent)
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "opentelemetry-instrument"), sys.executable, "show.py"],
+        cwd=tmp_path,
+        env={**env, **selected, "OTEL_SDK_DISABLED": "true"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == expected, done.stderr
