@@ -36,6 +36,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -257,8 +258,16 @@ def free_port() -> int:
 
 
 class CollectorProcess:
-    def __init__(self, trackio_dir: Path, max_queue_mib: int, writers: int | None) -> None:
-        self.port = free_port()
+    def __init__(
+        self,
+        trackio_dir: Path,
+        max_queue_mib: int,
+        writers: int | None,
+        extra_args: Sequence[str] = (),
+        credentials: grpc.ChannelCredentials | None = None,
+    ) -> None:
+        """``extra_args`` go to ``collect`` (TLS, a token); ``credentials`` reach it then."""
+        self.port, self.http_port = free_port(), free_port()
         self.target = f"127.0.0.1:{self.port}"
         self.log = open(trackio_dir.parent / f"collector-{self.port}.log", "w")  # noqa: SIM115
         self.proc = subprocess.Popen(
@@ -271,15 +280,23 @@ class CollectorProcess:
                 str(trackio_dir),
                 "--grpc-endpoint",
                 self.target,
+                "--http-endpoint",
+                f"127.0.0.1:{self.http_port}",
                 "--max-queue-mib",
                 str(max_queue_mib),
                 "--stats-interval",
                 "1",
                 *(["--writers", str(writers)] if writers is not None else []),
+                *extra_args,
             ],
             stderr=self.log,
         )
-        with grpc.insecure_channel(self.target) as channel:
+        channel = (
+            grpc.secure_channel(self.target, credentials)
+            if credentials
+            else grpc.insecure_channel(self.target)
+        )
+        with channel:
             grpc.channel_ready_future(channel).result(timeout=30)
             status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
             assert status.status == health_pb2.HealthCheckResponse.SERVING

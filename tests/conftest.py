@@ -53,7 +53,12 @@ def project() -> str:
 
 @pytest.fixture
 def collector(trackio_dir: Path) -> Iterator[Collector]:
-    config = CollectorConfig(trackio_dir=trackio_dir, endpoint="127.0.0.1:0", stats_interval_s=3600)
+    config = CollectorConfig(
+        trackio_dir=trackio_dir,
+        endpoint="127.0.0.1:0",
+        http_endpoint="127.0.0.1:0",
+        stats_interval_s=3600,
+    )
     with Collector(config) as c:
         yield c
 

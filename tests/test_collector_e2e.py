@@ -34,9 +34,9 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk._logs import LoggerProvider
-from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+from opentelemetry.sdk.metrics.export import MetricExporter, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -108,7 +108,7 @@ def emit_agent_trace(provider: TracerProvider) -> dict[str, str]:
     return ids
 
 
-def emit_metrics(endpoint: str, resource: Resource) -> None:
+def emit_metrics(exporter: MetricExporter, resource: Resource) -> None:
     """GPU 0 at 75% with 2 GiB allocated, 3 GiB host memory used, as observable gauges."""
 
     def gauge(value: float, attrs: dict):
@@ -118,9 +118,7 @@ def emit_metrics(endpoint: str, resource: Resource) -> None:
         return observe
 
     gpu = {"hw.id": "GPU-0000-uuid", "hw.type": "gpu", "trackio.gpu.index": 0}
-    reader = PeriodicExportingMetricReader(
-        OTLPMetricExporter(endpoint=endpoint, insecure=True), export_interval_millis=3_600_000
-    )
+    reader = PeriodicExportingMetricReader(exporter, export_interval_millis=3_600_000)
     provider = MeterProvider(resource=resource, metric_readers=[reader])
     meter = provider.get_meter("e2e.system")
     meter.create_observable_gauge("hw.gpu.utilization", [gauge(0.75, gpu)], unit="1")
@@ -131,11 +129,9 @@ def emit_metrics(endpoint: str, resource: Resource) -> None:
     provider.shutdown()  # collects and exports once
 
 
-def emit_step_logs(endpoint: str, resource: Resource) -> None:
+def emit_step_logs(exporter: LogRecordExporter, resource: Resource) -> None:
     provider = LoggerProvider(resource=resource)
-    provider.add_log_record_processor(
-        BatchLogRecordProcessor(OTLPLogExporter(endpoint=endpoint, insecure=True))
-    )
+    provider.add_log_record_processor(BatchLogRecordProcessor(exporter))
     logger = provider.get_logger("e2e.trainer")
     for step, loss in ((1, 0.9), (2, 0.5)):
         logger.emit(
@@ -152,8 +148,8 @@ def test_sdk_exporters_land_run_metrics_system_metrics_and_trace(endpoint, proje
     )
     ids = emit_agent_trace(tracer_provider)
     tracer_provider.shutdown()
-    emit_metrics(endpoint, resource)
-    emit_step_logs(endpoint, resource)
+    emit_metrics(OTLPMetricExporter(endpoint=endpoint, insecure=True), resource)
+    emit_step_logs(OTLPLogExporter(endpoint=endpoint, insecure=True), resource)
 
     run = only_run(project)
     assert run["name"] == "sdk-run"

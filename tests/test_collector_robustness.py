@@ -37,7 +37,7 @@ from trackio.sqlite_storage import SQLiteStorage
 
 from tests.conftest import free_port, only_run, traces_of
 from trackio_otel.collector import Collector, CollectorConfig
-from trackio_otel.collector.receiver import RETRY_DELAY_S
+from trackio_otel.collector.otlp import RETRY_DELAY_S
 from trackio_otel.translate import metrics
 from trackio_otel.translate.identity import run_for
 
@@ -161,6 +161,7 @@ def small_collector(trackio_dir: Path) -> Iterator[Collector]:
     config = CollectorConfig(
         trackio_dir=trackio_dir,
         endpoint="127.0.0.1:0",
+        http_endpoint="127.0.0.1:0",
         max_message_bytes=4096,
         max_queue_bytes=1,
         stats_interval_s=3600,

@@ -202,16 +202,11 @@ def test_process_cpu_utilization_sees_work(monkeypatch):
     assert point.value > 0
 
 
-def test_sampling_cost_at_one_hertz(monkeypatch, capsys):
-    """Reports the CPU one collection costs (NVML fake + OTel SDK), as % of a core at 1 Hz."""
+def test_every_collection_reads_each_gpu_once(monkeypatch):
+    """Repeated collections neither drop nor repeat a device (the cost per collection is
+    measured by ``bench/bench_sdk.py``, beside the raw OTel SDK's)."""
     two_gpus().install(monkeypatch)
     reader = InMemoryMetricReader()
     gpu.start_sampling(MeterProvider(metric_readers=[reader]))
-    n = 200
-    start = time.process_time()
-    counts = [len(points(reader)["hw.gpu.utilization"]) for _ in range(n)]
-    per_collection = (time.process_time() - start) / n
-    assert counts == [2] * n
-    with capsys.disabled():
-        print(f"\nsampling cost: {per_collection * 1e3:.3f} ms CPU per collection "
-              f"= {per_collection * 100:.3f}% of one core at 1 Hz (2 fake GPUs)")  # fmt: skip
+    counts = [len(points(reader)["hw.gpu.utilization"]) for _ in range(50)]
+    assert counts == [2] * 50

@@ -2,7 +2,8 @@
 
 CI (``.ci/run``) runs the second line. This runs the first, in a copy of the checkout: it
 must build the venv, return (the collector in the background, not blocking line 2), and
-leave a collector that listens on 127.0.0.1:4317 and commits what it is sent.
+leave a collector that listens on 127.0.0.1:4317 (gRPC) and :4318 (HTTP) and commits what
+it is sent.
 """
 
 from __future__ import annotations
@@ -43,8 +44,8 @@ def _listening(port: int) -> bool:
 
 
 def test_the_first_line_builds_the_venv_and_leaves_a_collector_listening(tmp_path):
-    if _listening(4317):
-        pytest.skip("127.0.0.1:4317 is taken on this machine; line 1 binds it as written")
+    if _listening(4317) or _listening(4318):
+        pytest.skip("127.0.0.1:4317/4318 is taken on this machine; line 1 binds them as written")
     repo = tmp_path / "trackio-otel"
     tracked = subprocess.run(
         ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
@@ -72,11 +73,11 @@ def test_the_first_line_builds_the_venv_and_leaves_a_collector_listening(tmp_pat
     pid = int((repo / "collector.pid").read_text())
     try:
         for _ in range(300):
-            if _listening(4317):
+            if _listening(4317) and _listening(4318):
                 break
             time.sleep(0.2)
         log = (repo / "collector.log").read_text()
-        assert "listening on 127.0.0.1:4317" in log, log
+        assert "listening on 127.0.0.1:4317 (OTLP/gRPC) and http://127.0.0.1:4318" in log, log
 
         memory = InMemorySpanExporter()
         provider = TracerProvider(resource=Resource.create({"trackio.project": "readme"}))

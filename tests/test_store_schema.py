@@ -1,6 +1,7 @@
 """The store writes Trackio's schema exactly: same columns, types, defaults and indexes as a
 database Trackio creates itself, and Trackio's own migration finds nothing to change."""
 
+import re
 import sqlite3
 
 import pytest
@@ -22,15 +23,34 @@ TRACKIO_TABLES = (
 
 
 def shape(db: sqlite3.Connection, table: str) -> tuple:
+    """Columns (name, type, not null, default, primary key) and every index with what it
+    does: its key columns (name, descending, collation), unique, and a partial index's
+    WHERE (a unique index on ``log_id`` without Trackio's ``WHERE log_id IS NOT NULL``
+    would refuse Trackio's own rows that have none)."""
     columns = [
         (r[1], r[2].upper(), r[3], r[4], r[5]) for r in db.execute(f"PRAGMA table_info({table})")
     ]
     indexes = sorted(
-        (r[1], r[2], r[4])
+        (r[1], _key_columns(db, r[1]), r[2], _where(db, r[1]))
         for r in db.execute(f"PRAGMA index_list({table})")
         if not r[1].startswith("sqlite_autoindex")
     )
     return columns, indexes
+
+
+def _key_columns(db: sqlite3.Connection, index: str) -> tuple:
+    return tuple(
+        (r[2], r[3], r[4]) for r in db.execute(f"PRAGMA index_xinfo({index})") if r[5]
+    )  # r[5]: a key column, not the rowid SQLite appends
+
+
+def _where(db: sqlite3.Connection, index: str) -> str | None:
+    """A partial index's condition, normalised (case, whitespace, quotes); None if whole."""
+    (sql,) = db.execute("SELECT sql FROM sqlite_master WHERE name = ?", (index,)).fetchone()
+    parts = re.split(r"\bWHERE\b", sql, maxsplit=1, flags=re.IGNORECASE)
+    if len(parts) == 1:
+        return None
+    return " ".join(parts[1].replace('"', "").split()).lower()
 
 
 @pytest.fixture

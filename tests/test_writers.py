@@ -75,7 +75,11 @@ def writers(trackio_dir: Path, n: int) -> Collector:
     """A collector with ``n`` writer processes (0: one writer thread in process)."""
     return Collector(
         CollectorConfig(
-            trackio_dir=trackio_dir, endpoint="127.0.0.1:0", writers=n, stats_interval_s=3600
+            trackio_dir=trackio_dir,
+            endpoint="127.0.0.1:0",
+            http_endpoint=None,
+            writers=n,
+            stats_interval_s=3600,
         )
     )
 
@@ -200,3 +204,31 @@ def test_processes_that_never_open_the_database_do_not_import_sqlalchemy():
         "assert 'sqlalchemy' not in sys.modules, sorted(m for m in sys.modules if 'sqlal' in m)"
     )
     subprocess.run([sys.executable, "-c", check], check=True, timeout=120)
+
+
+def test_a_writer_thread_that_dies_fails_its_requests_retryably_and_is_replaced(
+    trackio_dir, project, monkeypatch
+):
+    """``sys.exit()`` called on the writer thread (by any library it runs) ends only that
+    thread, silently. Its request must fail with a status exporters retry rather than wait
+    forever, and the next request must find a new writer."""
+    real_write = SQLiteStore.write
+    exits = iter([True])
+
+    def write_once_exiting(store, batch):
+        if next(exits, False):
+            sys.exit("a library gave up")
+        return real_write(store, batch)
+
+    monkeypatch.setattr(SQLiteStore, "write", write_once_exiting)
+    doomed, retried = new_span("doomed"), new_span("after")
+    with writers(trackio_dir, 0) as c, grpc.insecure_channel(f"127.0.0.1:{c.port}") as channel:
+        stub = trace_service_pb2_grpc.TraceServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.Export(trace_request(project, doomed), timeout=30)
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE  # OTLP exporters retry this
+        assert "writer thread died (SystemExit: a library gave up)" in refused.value.details()
+        stub.Export(trace_request(project, doomed), timeout=30)  # the exporter's retry
+        stub.Export(trace_request(project, retried), timeout=30)
+        assert c.stats.failed_requests == 1
+    assert {doomed.span_id.hex(), retried.span_id.hex()} <= stored_span_ids(project, trackio_dir)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from trackio_otel import __version__
 from trackio_otel.collector import MIB, Collector, CollectorConfig
+from trackio_otel.collector.security import TOKEN_ENV, load_token
 from trackio_otel.store import default_trackio_dir
 
 
@@ -42,8 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     collect = commands.add_parser(
         "collect",
         help="run the OTLP receiver, writing into a Trackio directory",
-        description="Receive OTLP/gRPC traces, metrics and logs and write them into Trackio's "
-        "database until SIGINT/SIGTERM.",
+        description="Receive OTLP traces, metrics and logs (gRPC and HTTP) and write them into "
+        "Trackio's database until SIGINT/SIGTERM.",
     )
     defaults = CollectorConfig(trackio_dir=Path("."))
     collect.add_argument(
@@ -56,7 +57,32 @@ def main(argv: list[str] | None = None) -> int:
     collect.add_argument(
         "--grpc-endpoint",
         default=defaults.endpoint,
-        help="HOST:PORT to listen on (default %(default)s; 0.0.0.0 to accept other hosts)",
+        help="OTLP/gRPC HOST:PORT (default %(default)s; 0.0.0.0 to accept other hosts)",
+    )
+    collect.add_argument(
+        "--http-endpoint",
+        default=defaults.http_endpoint,
+        help="OTLP/HTTP HOST:PORT, or 'off' (default %(default)s)",
+    )
+    collect.add_argument(
+        "--http-cors-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="let a browser app at ORIGIN send OTLP/HTTP (repeatable; no CORS without it)",
+    )
+    collect.add_argument("--tls-cert-file", type=Path, help="serve TLS with this certificate")
+    collect.add_argument("--tls-key-file", type=Path, help="the certificate's private key")
+    collect.add_argument(
+        "--tls-client-ca-file",
+        type=Path,
+        help="require client certificates signed by this CA (mutual TLS)",
+    )
+    collect.add_argument(
+        "--auth-token-file",
+        type=Path,
+        help="require 'Authorization: Bearer <token>' with the token in this file "
+        f"(default: ${TOKEN_ENV} if set)",
     )
     collect.add_argument(
         "--max-message-mib",
@@ -95,20 +121,25 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    config = CollectorConfig(
-        trackio_dir=args.trackio_dir or default_trackio_dir(),
-        endpoint=args.grpc_endpoint,
-        max_message_bytes=args.max_message_mib * MIB,
-        max_queue_bytes=args.max_queue_mib * MIB,
-        writers=args.writers,
-        stats_interval_s=args.stats_interval,
-    )
-    collector = Collector(config)
     try:
-        collector.start()
-    except OSError as exc:
+        config = CollectorConfig(
+            trackio_dir=args.trackio_dir or default_trackio_dir(),
+            endpoint=args.grpc_endpoint,
+            http_endpoint=args.http_endpoint,
+            http_cors_origins=tuple(args.http_cors_origin),
+            tls_cert_file=args.tls_cert_file,
+            tls_key_file=args.tls_key_file,
+            tls_client_ca_file=args.tls_client_ca_file,
+            auth_token=load_token(args.auth_token_file),
+            max_message_bytes=args.max_message_mib * MIB,
+            max_queue_bytes=args.max_queue_mib * MIB,
+            writers=args.writers,
+            stats_interval_s=args.stats_interval,
+        )
+        collector = Collector(config).start()
+    except (OSError, ValueError) as exc:  # nothing was accepted: say why in one line
         print(f"trackio-otel: {exc}", file=sys.stderr)
-        return 1
+        return 2
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

@@ -21,6 +21,10 @@ RUN_CONFIG_PREFIX: Final = "trackio.run.config."
 # --- Span attributes ----------------------------------------------------------------------
 STEP: Final = "trackio.step"
 """Training step a span (and so its trace) belongs to; also on ``trackio.log`` events."""
+MAX_STEP: Final = 2**53 - 1
+"""The largest step magnitude accepted (``translate.steps``): what JavaScript, and so
+Trackio's UI, reads exactly, and far enough below SQLite's 2^63-1 that numbering step-less
+traces after the highest step never overflows."""
 TRACE_KEY: Final = "trackio.trace.key"
 """The key a trace is shown under in Trackio ("Logged as")."""
 

@@ -11,7 +11,6 @@ in the same process) carries a resource that cannot be changed.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 import threading
 from collections.abc import Mapping, Sequence
@@ -42,10 +41,10 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from trackio_otel import semconv
 from trackio_otel.sdk import tally
+from trackio_otel.sdk.failopen import warn_once
 from trackio_otel.store import default_trackio_dir
 from trackio_otel.writer import Result, WriterPool
 
-log = logging.getLogger(__name__)
 WRITE_TIMEOUT_S = 60.0
 
 Identity = Mapping[str, str]
@@ -135,7 +134,6 @@ class Sink:
         self.trackio_dir = trackio_dir
         processes = int(os.environ.get("TRACKIO_OTEL_WRITERS", "1"))
         self._pool = WriterPool(trackio_dir, processes)  # started by its first request
-        self._warned: set[str] = set()
 
     @classmethod
     def for_dir(cls, trackio_dir: Path | str | None = None) -> Sink:
@@ -151,17 +149,11 @@ class Sink:
         try:
             result = self._pool.submit(signal, request.SerializeToString()).result(WRITE_TIMEOUT_S)
         except Exception as exc:  # not committed: the writer could not start, died, timed out
-            self._warn_once(f"trackio-otel: could not write to {self.trackio_dir}: {exc!r}")
+            warn_once(f"trackio-otel: could not write to {self.trackio_dir}: {exc!r}")
             return None
-        for problem in result.errors[:1]:
-            self._warn_once(f"trackio-otel: telemetry problem: {problem}")
+        for problem in result.errors[:1]:  # "where: why"; each why is told once
+            warn_once(f"trackio-otel: telemetry problem: {problem}", key=problem.split(": ", 1)[-1])
         return result
-
-    def _warn_once(self, message: str) -> None:
-        key = message[:80]
-        if key not in self._warned:
-            self._warned.add(key)
-            log.warning(message)
 
 
 class _Embedded:

@@ -14,11 +14,23 @@ SELF = object()
 """``fail_open(SELF)``: on failure return the instance (``__enter__`` of context managers)."""
 
 
+def warn_once(
+    message: str, *, key: str | None = None, exc_info: BaseException | None = None
+) -> None:
+    """Log ``message`` the first time this process sees its ``key`` (by default its first
+    80 characters, which name the problem; the rest may vary), then stay quiet: telemetry
+    that fails on every batch or call must not flood the training log."""
+    key = message[:80] if key is None else key
+    if key not in _reported:
+        _reported.add(key)
+        log.warning(message, exc_info=exc_info)
+
+
 def report(where: str, exc: BaseException) -> None:
     """Log the first failure of each entry point (with traceback), then stay quiet."""
-    if where not in _reported:
-        _reported.add(where)
-        log.warning("trackio-otel: %s failed; telemetry continues without it", where, exc_info=exc)
+    warn_once(
+        f"trackio-otel: {where} failed; telemetry continues without it", key=where, exc_info=exc
+    )
 
 
 def fail_open(default: Any = None) -> Callable[[F], F]:

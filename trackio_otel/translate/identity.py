@@ -11,14 +11,14 @@ restart or a retry lands in the same run.
 from __future__ import annotations
 
 import hashlib
-import json
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Protocol, TypeVar
 
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource as PbResource
 
 from trackio_otel import semconv
 from trackio_otel.translate import pdata
-from trackio_otel.translate.model import Resource, Run
+from trackio_otel.translate.model import Batch, Resource, Run
 
 _RESERVED_SUFFIXES = (
     "_system",
@@ -48,24 +48,73 @@ def project_name_error(canonical: str) -> str | None:
     return None
 
 
+MAX_NAME_BYTES = 200
+"""Longest project, run name or run id (UTF-8 bytes). Trackio derives file names from
+them (``<project>.db``, ``<project>.lock``, ``<project>_external_run_artifact_links.parquet``,
+``media/<project>/<run name>/``); file systems cap a name at 255 bytes, so a longer one
+could never be written, and retrying would not help."""
+
+
+def name_error(what: str, name: str) -> str | None:
+    size = len(name.encode("utf-8", "surrogatepass"))
+    if size > MAX_NAME_BYTES:
+        return f"{what} is {size} bytes long; at most {MAX_NAME_BYTES} (UTF-8) are allowed"
+    return None
+
+
 def digest(*parts: object) -> str:
     """A 32-hex id (the shape of Trackio's uuid4().hex) from stable parts."""
     text = "\x1f".join(str(p) for p in parts)
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
+canonical = pdata.json_encoder(
+    separators=(",", ":"), ensure_ascii=False, allow_nan=False, sort_keys=True
+)
+"""JSON with every map in key order, for ids: OTLP attributes and kvlists are maps, and a
+relay may reorder them, so an id must not depend on the order they arrive in."""
+
+
 def resource_of(pb: PbResource, schema_url: str) -> Resource:
     attrs = pdata.attributes(pb.attributes)
-    rid = digest(pdata.dumps(sorted(attrs.items(), key=lambda kv: kv[0])), schema_url)
-    return Resource(rid, attrs, schema_url)
+    return Resource(digest(canonical(attrs), schema_url), attrs, schema_url)
+
+
+class HasResource(Protocol):
+    """A ``resource_spans``, ``resource_logs`` or ``resource_metrics`` entry."""
+
+    @property
+    def resource(self) -> PbResource: ...
+    @property
+    def schema_url(self) -> str: ...
+
+
+E = TypeVar("E", bound=HasResource)
+
+
+def placed(
+    batch: Batch, entries: Iterable[E], field: str, items: Callable[[E], int]
+) -> Iterator[tuple[int, E, Resource, Run]]:
+    """``(index, entry, resource, run)`` for each entry whose resource names a run, its
+    resource added to ``batch``. The ``items(entry)`` items of any other entry are rejected,
+    all for the one reason ``run_for`` gives."""
+    for i, entry in enumerate(entries):
+        resource = resource_of(entry.resource, entry.schema_url)
+        try:
+            run = run_for(resource.attributes)
+        except ValueError as exc:
+            batch.reject(f"{field}[{i}]", str(exc), items(entry))
+            continue
+        batch.resources[resource.id] = resource
+        yield i, entry, resource, run
 
 
 def run_for(attrs: dict[str, Any]) -> Run:
     """Raise ``ValueError`` naming the attribute when the resource can't be placed."""
     raw_project = attrs.get(semconv.PROJECT) or attrs.get(semconv.SERVICE_NAME) or "default"
     project = canonical_project_name(str(raw_project))
-    if error := project_name_error(project):
-        source = semconv.PROJECT if semconv.PROJECT in attrs else semconv.SERVICE_NAME
+    source = semconv.PROJECT if attrs.get(semconv.PROJECT) else semconv.SERVICE_NAME
+    if error := project_name_error(project) or name_error("project", project):
         raise ValueError(f"resource.attributes[{source}]: {error}")
 
     process = attrs.get(semconv.SERVICE_INSTANCE_ID) or (
@@ -79,6 +128,11 @@ def run_for(attrs: dict[str, Any]) -> Run:
         service = str(attrs.get(semconv.SERVICE_NAME) or "otel")
         name = f"{service}-{digest(process)[:8]}"
         run_id = attrs.get(semconv.RUN_ID) or digest(project, name, process)
+    if error := name_error("run name", name):
+        source = semconv.RUN_NAME if attrs.get(semconv.RUN_NAME) else semconv.SERVICE_NAME
+        raise ValueError(f"resource.attributes[{source}]: {error}")
+    if error := name_error("run id", str(run_id)):
+        raise ValueError(f"resource.attributes[{semconv.RUN_ID}]: {error}")
     group = attrs.get(semconv.RUN_GROUP)
     service_name = attrs.get(semconv.SERVICE_NAME)
     return Run(
@@ -96,7 +150,7 @@ def _config(attrs: dict[str, Any]) -> dict[str, Any]:
     raw = attrs.get(semconv.RUN_CONFIG)
     if isinstance(raw, str):
         try:
-            parsed = json.loads(raw)
+            parsed = pdata.loads(raw)
         except ValueError as exc:
             raise ValueError(
                 f"resource.attributes[{semconv.RUN_CONFIG}]: not JSON ({exc})"

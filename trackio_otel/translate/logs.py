@@ -9,10 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.logs.v1.logs_pb2 import ResourceLogs
 
 from trackio_otel import semconv
-from trackio_otel.translate import pdata
-from trackio_otel.translate.identity import digest, resource_of, run_for
+from trackio_otel.translate import pdata, steps
+from trackio_otel.translate.identity import canonical, digest, placed
 from trackio_otel.translate.model import Batch, Log, Scalars
 
 # Trackio renames these metric keys (run.py), so do we.
@@ -21,16 +22,9 @@ _RESERVED_KEYS = frozenset({"project", "run", "timestamp", "step", "time", "metr
 
 def from_request(request: ExportLogsServiceRequest) -> Batch:
     batch = Batch()
-    for i, resource_logs in enumerate(request.resource_logs):
-        resource = resource_of(resource_logs.resource, resource_logs.schema_url)
-        try:
-            run = run_for(resource.attributes)
-        except ValueError as exc:
-            for j, scope_logs in enumerate(resource_logs.scope_logs):
-                for _ in scope_logs.log_records:
-                    batch.reject(f"resource_logs[{i}].scope_logs[{j}]", str(exc))
-            continue
-        batch.resources[resource.id] = resource
+    for i, resource_logs, resource, run in placed(
+        batch, request.resource_logs, "resource_logs", _record_count
+    ):
         for j, scope_logs in enumerate(resource_logs.scope_logs):
             scope = scope_logs.scope
             for k, record in enumerate(scope_logs.log_records):
@@ -39,6 +33,9 @@ def from_request(request: ExportLogsServiceRequest) -> Batch:
                 error = f"trace_id {error}" if error else None
                 if not error and (e := pdata.id_error(record.span_id, 8, required=False)):
                     error = f"span_id {e}"
+                for name in ("time_unix_nano", "observed_time_unix_nano"):
+                    if not error and (e := pdata.uint64_error(getattr(record, name))):
+                        error = f"{name} {e}"
                 if error:
                     batch.reject(where, error)
                     continue
@@ -56,8 +53,8 @@ def from_request(request: ExportLogsServiceRequest) -> Batch:
                     span_id,
                     event_name,
                     record.severity_number,
-                    pdata.dumps(body),
-                    pdata.dumps(attrs),
+                    canonical(body),
+                    canonical(attrs),
                 )
                 log = Log(
                     uid=uid,
@@ -80,12 +77,18 @@ def from_request(request: ExportLogsServiceRequest) -> Batch:
                     if not isinstance(body, dict):
                         batch.warn(where, "body of a trackio.log event must be a map of scalars")
                         continue
+                    if why := steps.error(attrs.get(semconv.STEP)):
+                        batch.warn(where, f"{why}; its scalars are not logged")
+                        continue
                     batch.scalars.append(_scalars(log, body))
     return batch
 
 
+def _record_count(resource_logs: ResourceLogs) -> int:
+    return sum(len(s.log_records) for s in resource_logs.scope_logs)
+
+
 def _scalars(log: Log, body: dict[str, Any]) -> Scalars:
-    step = log.attributes.get(semconv.STEP)
     values = {
         (f"__{k}" if k in _RESERVED_KEYS or k.startswith("__") else k): v for k, v in body.items()
     }
@@ -94,5 +97,5 @@ def _scalars(log: Log, body: dict[str, Any]) -> Scalars:
         run=log.run,
         time_ns=log.time_ns or log.observed_ns,
         values=values,
-        step=int(step) if isinstance(step, (int, float)) else None,
+        step=steps.of(log.attributes.get(semconv.STEP)),
     )

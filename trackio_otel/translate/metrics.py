@@ -19,11 +19,11 @@ from typing import Any
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
-from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
+from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric, ResourceMetrics
 
 from trackio_otel import semconv
-from trackio_otel.translate import pdata
-from trackio_otel.translate.identity import digest, resource_of, run_for
+from trackio_otel.translate import pdata, steps
+from trackio_otel.translate.identity import canonical, digest, placed
 from trackio_otel.translate.model import Batch, Point, Run, Scalars
 
 GIB = float(1 << 30)
@@ -115,33 +115,36 @@ _TRAILING_INT = re.compile(r"(\d+)$")
 
 def from_request(request: ExportMetricsServiceRequest) -> Batch:
     batch = Batch()
-    for i, resource_metrics in enumerate(request.resource_metrics):
-        resource = resource_of(resource_metrics.resource, resource_metrics.schema_url)
-        try:
-            run = run_for(resource.attributes)
-        except ValueError as exc:
-            for j, scope_metrics in enumerate(resource_metrics.scope_metrics):
-                for metric in scope_metrics.metrics:
-                    for _ in _data_points(metric):
-                        batch.reject(f"resource_metrics[{i}].scope_metrics[{j}]", str(exc))
-            continue
-        batch.resources[resource.id] = resource
-        for scope_metrics in resource_metrics.scope_metrics:
-            for metric in scope_metrics.metrics:
-                for point in _points(metric, run, resource.id):
+    scalar_points: list[Point] = []  # the points whose step, if any, is a step
+    for i, resource_metrics, resource, run in placed(
+        batch, request.resource_metrics, "resource_metrics", _point_count
+    ):
+        for j, scope_metrics in enumerate(resource_metrics.scope_metrics):
+            for m, metric in enumerate(scope_metrics.metrics):
+                where = f"resource_metrics[{i}].scope_metrics[{j}].metrics[{m}]"
+                for n, point in enumerate(_points(metric, run, resource.id, batch, where)):
                     point.scope_name = scope_metrics.scope.name
                     point.scope_version = scope_metrics.scope.version
                     batch.points.append(point)
-    batch.scalars.extend(scalar_rows(batch.points))
+                    if why := steps.error(point.attributes.get(semconv.STEP)):
+                        batch.warn(f"{where}.data_points[{n}]", f"{why}; it makes no metrics row")
+                    else:
+                        scalar_points.append(point)
+    batch.scalars.extend(scalar_rows(scalar_points))
     return batch
 
 
-def _data_points(metric: Metric) -> list[Any]:
-    kind = metric.WhichOneof("data")
-    return list(getattr(metric, kind).data_points) if kind else []
+def _point_count(resource_metrics: ResourceMetrics) -> int:
+    return sum(
+        len(getattr(metric, kind).data_points)
+        for scope in resource_metrics.scope_metrics
+        for metric in scope.metrics
+        if (kind := metric.WhichOneof("data"))
+    )
 
 
-def _points(metric: Metric, run: Run, resource_id: str) -> list[Point]:
+def _points(metric: Metric, run: Run, resource_id: str, batch: Batch, where: str) -> list[Point]:
+    """The metric's points; those SQLite cannot hold are rejected into ``batch``."""
     kind = metric.WhichOneof("data")
     if kind is None:
         return []
@@ -149,13 +152,16 @@ def _points(metric: Metric, run: Run, resource_id: str) -> list[Point]:
     temporality = getattr(data, "aggregation_temporality", 0)
     monotonic = getattr(data, "is_monotonic", False)
     points = []
-    for dp in data.data_points:
+    for d, dp in enumerate(data.data_points):
+        if error := _uint64_error(dp, kind):
+            batch.reject(f"{where}.data_points[{d}]", error)
+            continue
         attrs = pdata.attributes(dp.attributes)
         point = Point(
             uid=digest(
                 resource_id,
                 metric.name,
-                pdata.dumps(attrs),
+                canonical(attrs),
                 dp.start_time_unix_nano,
                 dp.time_unix_nano,
             ),
@@ -185,9 +191,21 @@ def _points(metric: Metric, run: Run, resource_id: str) -> list[Point]:
     return points
 
 
+def _uint64_error(dp: Any, kind: str) -> str | None:
+    """The first fixed64 column of a point past SQLite's signed 64-bit INTEGER, named."""
+    fields = ("start_time_unix_nano", "time_unix_nano")
+    for name in (*fields, "count") if kind not in ("gauge", "sum") else fields:
+        if error := pdata.uint64_error(getattr(dp, name)):
+            return f"{name} {error}"
+    return None
+
+
 def _buckets(kind: str, dp: Any) -> dict[str, Any]:
+    """Bucket layout as JSON; a non-finite bound or quantile is written as Trackio writes
+    non-finite floats (``"NaN"``, ``"Infinity"``), not refused by the encoder."""
     if kind == "histogram":
-        return {"bounds": list(dp.explicit_bounds), "counts": list(dp.bucket_counts)}
+        bounds = [pdata.json_number(b) for b in dp.explicit_bounds]
+        return {"bounds": bounds, "counts": list(dp.bucket_counts)}
     if kind == "exponential_histogram":
         return {
             "scale": dp.scale,
@@ -195,14 +213,20 @@ def _buckets(kind: str, dp: Any) -> dict[str, Any]:
             "positive": {"offset": dp.positive.offset, "counts": list(dp.positive.bucket_counts)},
             "negative": {"offset": dp.negative.offset, "counts": list(dp.negative.bucket_counts)},
         }
-    return {"quantiles": [{"q": q.quantile, "value": q.value} for q in dp.quantile_values]}
+    quantiles = [
+        {"q": pdata.json_number(q.quantile), "value": pdata.json_number(q.value)}
+        for q in dp.quantile_values
+    ]
+    return {"quantiles": quantiles}
 
 
 def scalar_rows(points: list[Point]) -> list[Scalars]:
     """Group points into one row per (run, step or collection time)."""
     groups: dict[tuple[str, int | None, int], list[Point]] = defaultdict(list)
     for point in points:
-        groups[(point.run.run_id, _step(point.attributes), point.time_ns)].append(point)
+        groups[
+            (point.run.run_id, steps.of(point.attributes.get(semconv.STEP)), point.time_ns)
+        ].append(point)
     rows = []
     for (_, step, time_ns), members in groups.items():
         values = _values(members)
@@ -210,11 +234,6 @@ def scalar_rows(points: list[Point]) -> list[Scalars]:
             log_id = digest(*sorted(p.uid for p in members))
             rows.append(Scalars(log_id, members[0].run, time_ns, values, step))
     return rows
-
-
-def _step(attrs: dict[str, Any]) -> int | None:
-    step = attrs.get(semconv.STEP)
-    return int(step) if isinstance(step, (int, float)) and not isinstance(step, bool) else None
 
 
 def _values(points: list[Point]) -> dict[str, Any]:

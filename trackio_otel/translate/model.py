@@ -120,8 +120,9 @@ class Batch:
     rejected: int = 0
     errors: list[str] = field(default_factory=list)
 
-    def reject(self, where: str, why: str) -> None:
-        self.rejected += 1
+    def reject(self, where: str, why: str, count: int = 1) -> None:
+        """``count`` items at ``where`` are not stored, for one reason."""
+        self.rejected += count
         self.warn(where, why)
 
     def warn(self, where: str, why: str) -> None:

@@ -140,6 +140,19 @@ def now_nano() -> int:
 
 _DECODER = json.JSONDecoder()
 _JSON_WHITESPACE = " \t\n\r"
+MAX_JSON_DEPTH = 64
+"""Deepest JSON taken apart from a string attribute; deeper text stays text. Every later
+step (conventions, media, encoding) recurses per level, so a sender must not choose the
+depth; real messages and tool arguments nest a handful of levels."""
+
+
+def loads(text: str) -> Any:
+    """``json.loads`` for text from the wire: ``ValueError`` also when nested past
+    ``MAX_JSON_DEPTH`` (where the decoder itself would raise ``RecursionError``)."""
+    parsed, end = _decode(text)
+    if text[end:].strip(_JSON_WHITESPACE):
+        raise ValueError(f"extra data at character {end}")
+    return parsed
 
 
 def parse_json(value: Any) -> Any:
@@ -150,11 +163,46 @@ def parse_json(value: Any) -> Any:
     anything but whitespace after the document makes it broken JSON, as there."""
     if isinstance(value, str) and value[:1] in ("[", "{", '"'):
         try:
-            parsed, end = _DECODER.raw_decode(value)
+            return loads(value)
         except ValueError:
             return value
-        return value if value[end:].strip(_JSON_WHITESPACE) else parsed
     return value
+
+
+def _decode(text: str) -> tuple[Any, int]:
+    try:
+        parsed, end = _DECODER.raw_decode(text)
+    except RecursionError:
+        raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels") from None
+    # Nesting needs an opening bracket per level: only text with many can be too deep.
+    if text.count("[", 0, end) + text.count("{", 0, end) > MAX_JSON_DEPTH and _too_deep(parsed):
+        raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+    return parsed, end
+
+
+def _too_deep(value: Any) -> bool:
+    """Whether ``value`` nests containers deeper than ``MAX_JSON_DEPTH`` (no recursion)."""
+    if not isinstance(value, (dict, list)):
+        return False
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            return True
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
+    return False
+
+
+MAX_INT64 = 2**63 - 1
+
+
+def uint64_error(value: int) -> str | None:
+    """Why an OTLP fixed64 (a time in ns, a count) cannot be stored: SQLite's INTEGER is
+    signed 64-bit, so values past 2^63-1 (times after 2262-04-11) are refused."""
+    if value > MAX_INT64:
+        return f"{value} exceeds 2^63-1, the largest integer SQLite stores (ns: 2262-04-11)"
+    return None
 
 
 def id_error(raw: bytes, size: int, *, required: bool) -> str | None:

@@ -5,25 +5,20 @@ from __future__ import annotations
 from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
 
-from trackio_otel.translate import pdata
-from trackio_otel.translate.identity import resource_of, run_for
+from trackio_otel import semconv
+from trackio_otel.translate import pdata, steps
+from trackio_otel.translate.identity import placed
 from trackio_otel.translate.model import Batch, Span
 
 
 def from_request(request: ExportTraceServiceRequest) -> Batch:
     batch = Batch()
-    for i, resource_spans in enumerate(request.resource_spans):
-        resource = resource_of(resource_spans.resource, resource_spans.schema_url)
-        try:
-            run = run_for(resource.attributes)
-        except ValueError as exc:
-            for j, scope_spans in enumerate(resource_spans.scope_spans):
-                for _ in scope_spans.spans:
-                    batch.reject(f"resource_spans[{i}].scope_spans[{j}]", str(exc))
-            continue
-        batch.resources[resource.id] = resource
+    for i, resource_spans, resource, run in placed(
+        batch, request.resource_spans, "resource_spans", _span_count
+    ):
         for j, scope_spans in enumerate(resource_spans.scope_spans):
             # Each read of a protobuf field builds a new Python object: read every one once.
             scope_name, scope_version = scope_spans.scope.name, scope_spans.scope.version
@@ -40,11 +35,18 @@ def from_request(request: ExportTraceServiceRequest) -> Batch:
                         "parent_span_id",
                         pdata.id_error(parent_id, pdata.SPAN_ID_BYTES, required=False),
                     )
+                    or _field("start_time_unix_nano", pdata.uint64_error(span.start_time_unix_nano))
+                    or _field("end_time_unix_nano", pdata.uint64_error(span.end_time_unix_nano))
                 )
                 if error:
                     batch.reject(f"resource_spans[{i}].scope_spans[{j}].spans[{k}]", error)
                     continue
                 status = span.status
+                attrs = pdata.attributes(span.attributes)
+                if semconv.STEP in attrs and (why := steps.error(attrs[semconv.STEP])):
+                    batch.warn(
+                        f"resource_spans[{i}].scope_spans[{j}].spans[{k}]", f"{why}; ignored"
+                    )
                 batch.spans.append(
                     Span(
                         run=run,
@@ -58,7 +60,7 @@ def from_request(request: ExportTraceServiceRequest) -> Batch:
                         end_ns=span.end_time_unix_nano,
                         status_code=status.code,
                         status_message=status.message,
-                        attributes=pdata.attributes(span.attributes),
+                        attributes=attrs,
                         events=_events(span),
                         links=_links(span),
                         scope_name=scope_name,
@@ -67,6 +69,10 @@ def from_request(request: ExportTraceServiceRequest) -> Batch:
                     )
                 )
     return batch
+
+
+def _span_count(resource_spans: ResourceSpans) -> int:
+    return sum(len(s.spans) for s in resource_spans.scope_spans)
 
 
 def _field(name: str, error: str | None) -> str | None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from trackio_otel import semconv
-from trackio_otel.translate import pdata
+from trackio_otel.translate import pdata, steps
 from trackio_otel.translate.conventions import SpanView, media, view
 from trackio_otel.translate.conventions import messages as msgs
 from trackio_otel.translate.model import Log, Run, Span
@@ -53,20 +53,21 @@ def assemble(spans: list[Span], logs: list[Log]) -> AssembledTrace:
         logs_by_span[log.span_id].append(log)
     views = [view(s, logs_by_span.get(s.span_id, [])) for s in ordered]
     by_id = {v.span.span_id: v for v in views}
-    _demote_outer_generations(views, by_id)
-    roots = [v for v in views if v.span.parent_span_id not in by_id]
+    parents = _parents(views, by_id)
+    _demote_outer_generations(views, by_id, parents)
+    roots = [v for v in views if parents[v.span.span_id] is None]
     root = next((v for v in roots if v.span.parent_span_id is None), roots[0])
 
     ids = _trackio_ids(views)
     trackio_spans = [
-        v.to_trackio(ids[v.span.span_id], ids.get(v.span.parent_span_id or "")) for v in views
+        v.to_trackio(ids[v.span.span_id], ids.get(parents[v.span.span_id] or "")) for v in views
     ]
     first_root = [root, *views]  # trace-level attributes: the root's win
     return AssembledTrace(
         trace_id=root.span.trace_id,
         run=root.span.run,
         start_ns=min((s.start_ns for s in ordered if s.start_ns), default=0),
-        step=_int(_attr(first_root, semconv.STEP)),
+        step=steps.of(_attr(first_root, semconv.STEP)),
         key=str(_attr(first_root, semconv.TRACE_KEY) or root.span.name or "trace"),
         messages=conversation(views),
         metadata=_metadata(views, first_root),
@@ -101,7 +102,7 @@ def rollout_scalars(views: list[SpanView]) -> dict[str, float | str]:
 def with_media(a: AssembledTrace, step: int, files: dict[str, media.MediaFile]) -> AssembledTrace:
     """``a`` with its inline images moved to Trackio media files of this ``step`` (added to
     ``files`` for the store to write): the step is only known once the store numbers it."""
-    prefix = f"{a.run.project}/{a.run.run_name}/{step}"
+    prefix = media.run_dir(a.run.project, a.run.run_name, step)
     return replace(
         a,
         messages=media.place(a.messages, prefix, files),
@@ -141,18 +142,46 @@ def _answer(message: dict[str, Any]) -> dict[str, Any]:
     return {k: val for k, val in message.items() if k != "finish_reason"}
 
 
-def _demote_outer_generations(views: list[SpanView], by_id: dict[str, SpanView]) -> None:
+def _parents(views: list[SpanView], by_id: dict[str, SpanView]) -> dict[str, str | None]:
+    """Each span's parent within the trace (None: a root), with parent cycles broken.
+
+    The sender picks parent ids, so a span may name itself or a cycle may form, also
+    across requests. Each cycle is cut above its earliest span (``views`` is in
+    (start, span id) order), which depends only on the spans, not on their arrival order."""
+    parents = {
+        v.span.span_id: v.span.parent_span_id if v.span.parent_span_id in by_id else None
+        for v in views
+    }
+    order = {v.span.span_id: i for i, v in enumerate(views)}
+    done: set[str] = set()
+    for v in views:
+        path: dict[str, int] = {}  # the spans of this walk up, each with its position
+        node: str | None = v.span.span_id
+        while node is not None and node not in done:
+            if node in path:  # back at a span of this walk: a cycle from there on
+                loop = list(path)[path[node] :]
+                parents[min(loop, key=order.__getitem__)] = None
+                break
+            path[node] = len(path)
+            node = parents[node]
+        done.update(path)
+    return parents
+
+
+def _demote_outer_generations(
+    views: list[SpanView], by_id: dict[str, SpanView], parents: dict[str, str | None]
+) -> None:
     """A generation that wraps another (framework around provider) is not counted twice:
     the innermost call keeps usage and the assistant turn."""
     outer: set[str] = set()
     for v in views:
         if v.kind != "generation":
             continue
-        parent, hops = by_id.get(v.span.parent_span_id or ""), 0
-        while parent is not None and hops < len(views):
-            if parent.kind == "generation":
-                outer.add(parent.span.span_id)
-            parent, hops = by_id.get(parent.span.parent_span_id or ""), hops + 1
+        parent = parents[v.span.span_id]
+        while parent is not None:
+            if by_id[parent].kind == "generation":
+                outer.add(parent)
+            parent = parents[parent]
     for span_id in outer:
         v = by_id[span_id]
         v.kind = "span"
@@ -215,12 +244,3 @@ def _attr(views: list[SpanView], *names: str) -> Any:
             if value not in (None, ""):
                 return value
     return None
-
-
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None

@@ -56,7 +56,7 @@ class WriterPool:
     """Writer processes for one Trackio directory (``processes=0``: one thread instead).
 
     ``submit`` hands a request to the writer with the fewest bytes outstanding; a writer
-    process that died is replaced on the next submit.
+    (process or thread) that died has failed its requests and is replaced on the next submit.
     """
 
     def __init__(self, trackio_dir: Path | str, processes: int | None = None) -> None:
@@ -73,7 +73,7 @@ class WriterPool:
             self._fill()
         return self
 
-    def submit(self, signal: str, payload: bytes) -> Future[Result]:
+    def submit(self, signal: str, payload: bytes, encoding: str = "protobuf") -> Future[Result]:
         with self._lock:
             if self._closed:
                 raise WriteError("unavailable", "the writers are shut down")
@@ -83,7 +83,7 @@ class WriterPool:
                 raise WriteError("unavailable", str(exc)) from exc
             writer = min(self._writers, key=lambda w: w.outstanding)
         # Sent outside the lock: a megabyte into one writer's pipe must not hold up the rest.
-        return writer.submit(Request(next(self._ids), signal, payload))
+        return writer.submit(Request(next(self._ids), signal, payload, encoding))
 
     @property
     def pids(self) -> list[int]:
@@ -99,7 +99,13 @@ class WriterPool:
             w.close()
 
     def _fill(self) -> None:
-        self._writers = [w for w in self._writers if w.alive]
+        alive: list[_Writer] = []
+        for w in self._writers:
+            if w.alive:
+                alive.append(w)
+            else:  # its requests have failed; let go of its database and threads
+                w.close()
+        self._writers = alive
         new = [
             _ThreadWriter(self.trackio_dir)
             if not self.processes
@@ -128,7 +134,7 @@ class _Writer:
 
     @property
     def alive(self) -> bool:
-        return True
+        raise NotImplementedError
 
     def submit(self, request: Request) -> Future[Result]:
         future: Future[Result] = Future()
@@ -178,10 +184,24 @@ class _ThreadWriter(_Writer):
 
         self._store = SQLiteStore(trackio_dir)
         self._inbox = Inbox()
-        self._thread = threading.Thread(
-            target=serve, args=(self._store, self._inbox, self._answer), daemon=True
-        )
+        self._thread = threading.Thread(target=self._run, name="trackio-otel-writer", daemon=True)
         self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        return self._gone is None and self._thread.is_alive()
+
+    def _run(self) -> None:
+        """The loop, and what its end means: after ``close`` it has answered everything;
+        otherwise it died, and what it held fails retryably so no caller waits forever."""
+        why = "the writer thread stopped"
+        try:
+            serve(self._store, self._inbox, self._answer)
+        except BaseException as exc:  # SystemExit too: sys.exit() on a thread ends it silently
+            log.exception("the writer thread died")
+            why = f"the writer thread died ({type(exc).__name__}: {exc})"
+        finally:
+            self._fail_pending(why)
 
     def _send(self, request: Request) -> None:
         self._inbox.put(request)

@@ -26,6 +26,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from trackio_otel.store import Unavailable
 from trackio_otel.translate import logs, metrics, spans
 from trackio_otel.translate.model import Batch
+from trackio_otel.writer import otlp_json
 
 if TYPE_CHECKING:  # the receiver process imports this module but never opens a database
     from trackio_otel.store.sqlite import SQLiteStore
@@ -40,6 +41,8 @@ SIGNALS: dict[str, tuple[type[Message], Callable[[Any], Batch]]] = {
     "metrics": (ExportMetricsServiceRequest, metrics.from_request),
     "logs": (ExportLogsServiceRequest, logs.from_request),
 }
+ENCODINGS = ("protobuf", "json")
+"""How a request's payload is encoded: OTLP protobuf (gRPC, HTTP) or OTLP/JSON (HTTP)."""
 
 Reply = dict[str, Any]
 """``records``, ``rejected``, ``errors`` (problems with items, for OTLP partial success);
@@ -52,6 +55,7 @@ class Request:
     id: int
     signal: str
     payload: bytes
+    encoding: str = "protobuf"
 
 
 @dataclass
@@ -108,9 +112,9 @@ def write(store: SQLiteStore, requests: list[Request]) -> list[tuple[Request, Re
     for request in requests:
         message_type, translate = SIGNALS[request.signal]
         try:
-            batch = translate(message_type.FromString(request.payload))
+            batch = translate(decode(request, message_type))
         except DecodeError as exc:
-            name = message_type.DESCRIPTOR.name
+            name = f"{message_type.DESCRIPTOR.name} ({request.encoding})"
             answered.append((request, _reply(None, "invalid", f"could not decode {name}: {exc}")))
         except Exception as exc:
             message = f"could not translate: {type(exc).__name__}: {exc}"
@@ -128,6 +132,12 @@ def write(store: SQLiteStore, requests: list[Request]) -> list[tuple[Request, Re
             return [*answered, (request, _failure(exc, batch))]
         return [*answered, *(_write_alone(store, r, b) for r, b in decoded)]
     return [*answered, *((r, _reply(b)) for r, b in decoded)]
+
+
+def decode(request: Request, message_type: type[Message]) -> Message:
+    if request.encoding == "json":
+        return otlp_json.parse(request.payload, message_type)
+    return message_type.FromString(request.payload)
 
 
 def _write_alone(store: SQLiteStore, request: Request, batch: Batch) -> tuple[Request, Reply]:

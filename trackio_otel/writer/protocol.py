@@ -1,6 +1,7 @@
 """Frames between a writer process and its parent, on the child's stdin and stdout.
 
-Request: ``<QBI`` (id, signal index, payload length) + the OTLP request bytes as received.
+Request: ``<QBBI`` (id, signal index, encoding index, payload length) + the OTLP request
+bytes as received.
 Answer: ``<QI`` (id, length) + a JSON object (``core.Reply``). Id 0 is the child's
 "ready" answer, sent once it has imported everything.
 """
@@ -11,9 +12,9 @@ import json
 import struct
 from typing import BinaryIO
 
-from trackio_otel.writer.core import SIGNALS, Reply, Request
+from trackio_otel.writer.core import ENCODINGS, SIGNALS, Reply, Request
 
-_REQUEST = struct.Struct("<QBI")
+_REQUEST = struct.Struct("<QBBI")
 _ANSWER = struct.Struct("<QI")
 _SIGNAL_NAMES = tuple(SIGNALS)
 READY = 0
@@ -27,7 +28,12 @@ def _read_exact(stream: BinaryIO, n: int) -> bytes | None:
 
 
 def send_request(stream: BinaryIO, request: Request) -> None:
-    header = _REQUEST.pack(request.id, _SIGNAL_NAMES.index(request.signal), len(request.payload))
+    header = _REQUEST.pack(
+        request.id,
+        _SIGNAL_NAMES.index(request.signal),
+        ENCODINGS.index(request.encoding),
+        len(request.payload),
+    )
     stream.write(header)
     stream.write(request.payload)
     stream.flush()
@@ -37,11 +43,11 @@ def read_request(stream: BinaryIO) -> Request | None:
     header = _read_exact(stream, _REQUEST.size)
     if header is None:
         return None
-    request_id, signal, length = _REQUEST.unpack(header)
+    request_id, signal, encoding, length = _REQUEST.unpack(header)
     payload = _read_exact(stream, length) if length else b""
     if payload is None:
         return None
-    return Request(request_id, _SIGNAL_NAMES[signal], payload)
+    return Request(request_id, _SIGNAL_NAMES[signal], payload, ENCODINGS[encoding])
 
 
 def send_answer(stream: BinaryIO, request_id: int, reply: Reply) -> None:

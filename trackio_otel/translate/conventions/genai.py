@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from trackio_otel import semconv
 from trackio_otel.translate import pdata
 from trackio_otel.translate.conventions import messages as msgs
+from trackio_otel.translate.conventions import usage
 from trackio_otel.translate.model import Log, Span
 
 if TYPE_CHECKING:
@@ -53,22 +54,28 @@ _METADATA_PREFIXES = (
     "user.",
     "traceloop.association.properties.",
 )
-_USAGE_DETAILS = {
-    "cache_read_input_tokens": (
-        "gen_ai.usage.cache_read.input_tokens",
-        "gen_ai.usage.cache_read_input_tokens",
-    ),
-    "cache_creation_input_tokens": (
-        "gen_ai.usage.cache_creation.input_tokens",
-        "gen_ai.usage.cache_write.input_tokens",
-        "gen_ai.usage.cache_creation_input_tokens",
-    ),
-    "reasoning_tokens": (
-        "gen_ai.usage.reasoning.output_tokens",
-        "gen_ai.usage.reasoning_tokens",
-    ),
-}
-"""Optional usage details: Trackio's key → the attribute names that have carried it."""
+USAGE = usage.Names(
+    input_tokens=(semconv.GEN_AI_USAGE_INPUT_TOKENS, "gen_ai.usage.prompt_tokens"),
+    output_tokens=(semconv.GEN_AI_USAGE_OUTPUT_TOKENS, "gen_ai.usage.completion_tokens"),
+    total_tokens=("gen_ai.usage.total_tokens",),
+    details={
+        "cache_read_input_tokens": (
+            "gen_ai.usage.cache_read.input_tokens",
+            "gen_ai.usage.cache_read_input_tokens",
+        ),
+        "cache_creation_input_tokens": (
+            "gen_ai.usage.cache_creation.input_tokens",
+            "gen_ai.usage.cache_write.input_tokens",
+            "gen_ai.usage.cache_creation_input_tokens",
+        ),
+        "reasoning_tokens": (
+            "gen_ai.usage.reasoning.output_tokens",
+            "gen_ai.usage.reasoning_tokens",
+        ),
+    },
+    cost=semconv.GEN_AI_USAGE_COST,
+)
+"""``gen_ai.usage.*`` (and the pre-1.27 prompt/completion names) → Trackio's usage keys."""
 _SPAN_KINDS = ("unspecified", "internal", "server", "client", "producer", "consumer")
 
 
@@ -92,12 +99,7 @@ def fill(v: SpanView, span: Span, logs: list[Log]) -> None:
     )
     v.model = a.get(semconv.GEN_AI_RESPONSE_MODEL) or a.get(semconv.GEN_AI_REQUEST_MODEL)
     v.metadata = metadata(span)
-    usage, cost = usage_from(a), a.get(semconv.GEN_AI_USAGE_COST)
-    if op in USAGE_SPANS:
-        v.usage, v.cost_usd = usage, cost
-    elif usage or cost is not None:  # agent spans repeat their children's totals: never sum these
-        v.metadata["aggregate_usage"] = usage
-        v.metadata["aggregate_cost_usd"] = cost
+    usage.record(v, a, USAGE, counted=op in USAGE_SPANS)
 
     if v.kind == "tool":
         v.tool_call_id = a.get(semconv.GEN_AI_TOOL_CALL_ID)
@@ -120,23 +122,6 @@ def fill(v: SpanView, span: Span, logs: list[Log]) -> None:
             v.output = {"finish_reasons": a.get(semconv.GEN_AI_RESPONSE_FINISH_REASONS, [])}
     elif history or outputs:  # an agent span that records the conversation it ran
         v.messages_in, v.message_out = history, (outputs[0] if outputs else None)
-
-
-def usage_from(a: dict[str, Any]) -> dict[str, int] | None:
-    """``gen_ai.usage.*`` (and the pre-1.27 prompt/completion names) → Trackio's usage keys."""
-    inp = _first(a, semconv.GEN_AI_USAGE_INPUT_TOKENS, "gen_ai.usage.prompt_tokens")
-    out = _first(a, semconv.GEN_AI_USAGE_OUTPUT_TOKENS, "gen_ai.usage.completion_tokens")
-    if inp is None and out is None:
-        return None
-    usage = {"input_tokens": int(inp or 0), "output_tokens": int(out or 0)}
-    usage["total_tokens"] = int(
-        a.get("gen_ai.usage.total_tokens") or usage["input_tokens"] + usage["output_tokens"]
-    )
-    for key, names in _USAGE_DETAILS.items():
-        value = _first(a, *names)
-        if value is not None:
-            usage[key] = int(value)
-    return usage
 
 
 def is_flat_content(key: str) -> bool:
@@ -233,11 +218,3 @@ def _from_span_events(span: Span) -> tuple[list[msgs.Message], list[msgs.Message
                 pdata.parse_json(event["attributes"].get("gen_ai.completion"))
             )
     return history, outputs
-
-
-def _first(a: dict[str, Any], *names: str) -> Any:
-    for name in names:
-        value = a.get(name)
-        if value is not None:
-            return value
-    return None

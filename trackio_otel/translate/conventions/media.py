@@ -22,6 +22,8 @@ MAX_IMAGE_BYTES = 8 * 1024 * 1024
 IMAGE_TYPE = "trackio.image"
 _DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^;,]*)*?);base64,", re.I)
 _EXTENSIONS = {"image/jpeg": "jpg", "image/svg+xml": "svg", "image/x-icon": "ico"}
+_EXTENSION = re.compile(r"[a-z0-9]{1,10}")
+_UNSAFE_IN_NAME = re.compile(r"[/\\\0]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +31,18 @@ class MediaFile:
     path: str
     """Relative to ``<trackio_dir>/media`` (Trackio's ``MEDIA_DIR``)."""
     data: bytes
+
+
+def run_dir(project: str, run_name: str, step: int) -> str:
+    """``<project>/<run name>/<step>``, Trackio's media layout. The project is already
+    canonical (``[alnum_-]``, bounded); the run name comes from the wire, so one that is not
+    a single plain path segment (a ``/``, ``\\``, NUL, ``.`` or ``..``) is replaced by a safe
+    one, kept distinct by a hash of the name: every file stays under its project's media."""
+    segment = run_name
+    if _UNSAFE_IN_NAME.search(run_name) or run_name in ("", ".", ".."):
+        name_hash = hashlib.blake2b(run_name.encode("utf-8", "surrogatepass"), digest_size=4)
+        segment = f"{_UNSAFE_IN_NAME.sub('_', run_name).strip('.')}-{name_hash.hexdigest()}"
+    return f"{project}/{segment}/{step}"
 
 
 def place(value: Any, prefix: str, files: dict[str, MediaFile]) -> Any:
@@ -75,7 +89,8 @@ def _image(
             f"[image omitted: {len(data) / 2**20:.1f} MiB exceeds the "
             f"{MAX_IMAGE_BYTES // 2**20} MiB limit per image]"
         )
-    ext = _EXTENSIONS.get(mime) or mime.split("/")[-1].split("+")[0] or "bin"
+    ext = _EXTENSIONS.get(mime) or mime.split("/")[-1].split("+")[0]
+    ext = ext if _EXTENSION.fullmatch(ext) else "bin"  # the sender's text names no file
     path = f"{prefix}/{hashlib.blake2b(data, digest_size=16).hexdigest()}.{ext}"
     files[path] = MediaFile(path, data)
     return {"_type": IMAGE_TYPE, "file_path": path, "caption": None}

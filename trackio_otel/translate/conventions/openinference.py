@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from trackio_otel.translate import pdata
-from trackio_otel.translate.conventions import genai
+from trackio_otel.translate.conventions import genai, usage
 from trackio_otel.translate.conventions import messages as msgs
 from trackio_otel.translate.model import Log, Span
 
@@ -21,6 +21,18 @@ if TYPE_CHECKING:
 NAME = "openinference"
 KIND = "openinference.span.kind"
 USAGE_KINDS = frozenset({"LLM", "EMBEDDING", "DECISION"})
+USAGE = usage.Names(
+    input_tokens=("llm.token_count.prompt",),
+    output_tokens=("llm.token_count.completion",),
+    total_tokens=("llm.token_count.total",),
+    details={
+        "cache_read_input_tokens": ("llm.token_count.prompt_details.cache_read",),
+        "cache_creation_input_tokens": ("llm.token_count.prompt_details.cache_write",),
+        "reasoning_tokens": ("llm.token_count.completion_details.reasoning",),
+    },
+    cost="llm.cost.total",
+)
+"""``llm.token_count.*`` → Trackio's usage keys."""
 METADATA_KEYS = (
     KIND,
     "llm.provider",
@@ -61,12 +73,7 @@ def fill(v: SpanView, span: Span, logs: list[Log]) -> None:
     for name in METADATA_KEYS:
         if a.get(name) is not None:
             v.metadata[name] = pdata.parse_json(a[name])
-    usage, cost = usage_from(a), a.get("llm.cost.total")
-    if kind in USAGE_KINDS:
-        v.usage, v.cost_usd = usage, cost
-    elif usage or cost is not None:  # agents and chains repeat their children's totals
-        v.metadata["aggregate_usage"] = usage
-        v.metadata["aggregate_cost_usd"] = cost
+    usage.record(v, a, USAGE, counted=kind in USAGE_KINDS)
 
     inp = io_value(a, "input")
     out = io_value(a, "output")
@@ -97,25 +104,6 @@ def fill(v: SpanView, span: Span, logs: list[Log]) -> None:
         v.output = {
             "finish_reasons": [a["llm.finish_reason"]] if a.get("llm.finish_reason") else []
         }
-
-
-def usage_from(a: dict[str, Any]) -> dict[str, int] | None:
-    """``llm.token_count.*`` → Trackio's usage keys."""
-    prompt, completion = a.get("llm.token_count.prompt"), a.get("llm.token_count.completion")
-    if prompt is None and completion is None:
-        return None
-    usage = {"input_tokens": int(prompt or 0), "output_tokens": int(completion or 0)}
-    usage["total_tokens"] = int(
-        a.get("llm.token_count.total") or usage["input_tokens"] + usage["output_tokens"]
-    )
-    for key, name in (
-        ("cache_read_input_tokens", "llm.token_count.prompt_details.cache_read"),
-        ("cache_creation_input_tokens", "llm.token_count.prompt_details.cache_write"),
-        ("reasoning_tokens", "llm.token_count.completion_details.reasoning"),
-    ):
-        if a.get(name) is not None:
-            usage[key] = int(a[name])
-    return usage
 
 
 def io_value(a: dict[str, Any], which: str) -> Any:

@@ -7,11 +7,12 @@ flattened form is still emitted by many OpenLLMetry instrumentations; its kind c
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from trackio_otel import semconv
 from trackio_otel.translate import pdata
-from trackio_otel.translate.conventions import genai
+from trackio_otel.translate.conventions import genai, usage
 from trackio_otel.translate.conventions import messages as msgs
 from trackio_otel.translate.model import Log, Span
 
@@ -22,6 +23,19 @@ NAME = "openllmetry"
 REQUEST_TYPE = "llm.request.type"
 GENERATION_TYPES = frozenset({"chat", "completion"})
 _NOISE = frozenset({"llm.headers"})
+USAGE = replace(
+    genai.USAGE,
+    total_tokens=("llm.usage.total_tokens", *genai.USAGE.total_tokens),
+    details={
+        **genai.USAGE.details,
+        "reasoning_tokens": (
+            "llm.usage.reasoning_tokens",
+            *genai.USAGE.details["reasoning_tokens"],
+        ),
+    },
+    cost=None,
+)
+"""GenAI's usage names, where ``llm.usage.*`` (total, reasoning) wins; no cost."""
 
 
 def detect(attrs: dict[str, Any]) -> bool:
@@ -50,11 +64,9 @@ def fill(v: SpanView, span: Span, logs: list[Log]) -> None:
     if functions:
         v.metadata["llm.request.functions"] = functions
 
-    usage = usage_from(a)
-    if v.kind == "generation" or request_type in ("embedding", "rerank"):
-        v.usage = usage
-    elif usage:
-        v.metadata["aggregate_usage"] = usage
+    usage.record(
+        v, a, USAGE, counted=v.kind == "generation" or request_type in ("embedding", "rerank")
+    )
 
     if v.kind == "tool":
         v.input = pdata.parse_json(a.get("traceloop.entity.input"))
@@ -66,17 +78,6 @@ def fill(v: SpanView, span: Span, logs: list[Log]) -> None:
     v.output = (outputs[0] if len(outputs) == 1 else outputs) if outputs else None
     if v.kind == "generation":
         v.messages_in, v.message_out = history, (outputs[0] if outputs else None)
-
-
-def usage_from(a: dict[str, Any]) -> dict[str, int] | None:
-    usage = genai.usage_from(a)
-    if usage is None:
-        return None
-    if a.get("llm.usage.total_tokens") is not None:
-        usage["total_tokens"] = int(a["llm.usage.total_tokens"])
-    if a.get("llm.usage.reasoning_tokens") is not None:
-        usage["reasoning_tokens"] = int(a["llm.usage.reasoning_tokens"])
-    return usage
 
 
 def _message(item: Any, default_role: str = "user") -> msgs.Message:
