@@ -156,14 +156,32 @@ class Sink:
         return result
 
 
-class _Embedded:
-    """What the three embedded exporters share: the sink and the run's identity. Nothing
-    is buffered here (``write`` returns once committed), so flush has nothing to wait for."""
+class _Delivering:
+    """What every exporter here shares: the run's identity (``Restamp``), a name for where
+    it delivers, the tally of what was delivered and the count of what failed (the SDK's
+    processors and metric reader drop an export's result; ``Telemetry.flush`` reads it)."""
+
+    failures = 0
+
+    def _start(self, identity: Identity | None, destination: str) -> None:
+        self._restamp, self.destination = Restamp(identity), destination
+
+    def _delivered(self, ok: bool, count: Any, items: Any) -> bool:
+        if ok:
+            count(self.destination, items)
+        else:
+            self.failures += 1
+        return ok
+
+
+class _Embedded(_Delivering):
+    """The three embedded exporters: nothing is buffered here (``write`` returns once
+    committed), so flush has nothing to wait for; a shared sink is never closed."""
 
     def __init__(self, trackio_dir: Path | str | None = None, identity: Identity | None = None):
         super().__init__()
-        self._sink, self._restamp = Sink.for_dir(trackio_dir), Restamp(identity)
-        self.destination = f"Trackio directory {self._sink.trackio_dir}"
+        self._sink = Sink.for_dir(trackio_dir)
+        self._start(identity, f"Trackio directory {self._sink.trackio_dir}")
 
     def _write(self, signal: str, request: Message) -> bool:
         return self._sink.write(signal, request) is not None
@@ -180,12 +198,10 @@ class EmbeddedSpanExporter(_Embedded, SpanExporter):
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         mine = self._restamp.spans(spans)
-        if not mine:
-            return SpanExportResult.SUCCESS
-        if not self._write("traces", encode_spans(mine)):
-            return SpanExportResult.FAILURE
-        tally.spans(self.destination, mine)
-        return SpanExportResult.SUCCESS
+        ok = not mine or self._delivered(
+            self._write("traces", encode_spans(mine)), tally.spans, mine
+        )
+        return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
 
 
 class EmbeddedLogExporter(_Embedded, LogRecordExporter):
@@ -193,82 +209,56 @@ class EmbeddedLogExporter(_Embedded, LogRecordExporter):
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
         mine = self._restamp.logs(batch)
-        if not mine:
-            return LogRecordExportResult.SUCCESS
-        if not self._write("logs", encode_logs(mine)):
-            return LogRecordExportResult.FAILURE
-        tally.logs(self.destination, mine)
-        return LogRecordExportResult.SUCCESS
+        ok = not mine or self._delivered(self._write("logs", encode_logs(mine)), tally.logs, mine)
+        return LogRecordExportResult.SUCCESS if ok else LogRecordExportResult.FAILURE
 
 
 class EmbeddedMetricExporter(_Embedded, MetricExporter):
-    """Metric points straight into the Trackio directory. ``last_ok``: whether the latest
-    export was committed (the SDK's metric reader discards the result)."""
-
-    last_ok = True
+    """Metric points straight into the Trackio directory."""
 
     def export(
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: object
     ) -> MetricExportResult:
         data = self._restamp.metrics(metrics_data)
-        self.last_ok = self._write("metrics", encode_metrics(data))
-        if not self.last_ok:
-            return MetricExportResult.FAILURE
-        tally.points(self.destination, data)
-        return MetricExportResult.SUCCESS
+        ok = self._delivered(self._write("metrics", encode_metrics(data)), tally.points, data)
+        return MetricExportResult.SUCCESS if ok else MetricExportResult.FAILURE
 
 
-class StampedOTLPSpanExporter(OTLPSpanExporter):
-    """The standard OTLP/gRPC span exporter, with the run's identity on every resource."""
+class _Stamped(_Delivering):
+    """The standard OTLP/gRPC exporters, stamping the run's identity."""
 
     def __init__(self, identity: Identity | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._restamp = Restamp(identity)
-        self.destination = f"OTLP {kwargs.get('endpoint', 'endpoint')}"
+        self._start(identity, f"OTLP {kwargs.get('endpoint', 'endpoint')}")
 
+
+class StampedOTLPSpanExporter(_Stamped, OTLPSpanExporter):
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         mine = self._restamp.spans(spans)
-        result = super().export(mine) if mine else SpanExportResult.SUCCESS
-        if result is SpanExportResult.SUCCESS:
-            tally.spans(self.destination, mine)
+        if not mine:
+            return SpanExportResult.SUCCESS
+        result = super().export(mine)
+        self._delivered(result is SpanExportResult.SUCCESS, tally.spans, mine)
         return result
 
 
-class StampedOTLPLogExporter(OTLPLogExporter):
-    """The standard OTLP/gRPC log exporter, with the run's identity on every resource."""
-
-    def __init__(self, identity: Identity | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._restamp = Restamp(identity)
-        self.destination = f"OTLP {kwargs.get('endpoint', 'endpoint')}"
-
+class StampedOTLPLogExporter(_Stamped, OTLPLogExporter):
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
         mine = self._restamp.logs(batch)
-        result = super().export(mine) if mine else LogRecordExportResult.SUCCESS
-        if result is LogRecordExportResult.SUCCESS:
-            tally.logs(self.destination, mine)
+        if not mine:
+            return LogRecordExportResult.SUCCESS
+        result = super().export(mine)
+        self._delivered(result is LogRecordExportResult.SUCCESS, tally.logs, mine)
         return result
 
 
-class StampedOTLPMetricExporter(OTLPMetricExporter):
-    """The standard OTLP/gRPC metric exporter, with the run's identity on every resource
-    (``last_ok`` as in ``EmbeddedMetricExporter``)."""
-
-    last_ok = True
-
-    def __init__(self, identity: Identity | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._restamp = Restamp(identity)
-        self.destination = f"OTLP {kwargs.get('endpoint', 'endpoint')}"
-
+class StampedOTLPMetricExporter(_Stamped, OTLPMetricExporter):
     def export(
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
     ) -> MetricExportResult:
         data = self._restamp.metrics(metrics_data)
         result = super().export(data, timeout_millis, **kwargs)
-        self.last_ok = result is MetricExportResult.SUCCESS
-        if self.last_ok:
-            tally.points(self.destination, data)
+        self._delivered(result is MetricExportResult.SUCCESS, tally.points, data)
         return result
 
 

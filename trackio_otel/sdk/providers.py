@@ -88,12 +88,14 @@ class Telemetry:
     providers, and each run's exporters keep only its own records, ``exporter.Restamp``),
     and the whole identity when the providers are the app's (for the app's exporters)."""
     _processors: list[BatchSpanProcessor | BatchLogRecordProcessor] = field(default_factory=list)
-    _metric_exporters: list[Any] = field(default_factory=list)
+    _exporters: list[Any] = field(default_factory=list)
+    _failures_told: int = 0
 
     def flush(self, timeout_ms: int = FLUSH_TIMEOUT_MS) -> bool:
         """Export what every signal holds, metrics first (collecting them emits nothing
-        else), all within one ``timeout_ms``; False if any part failed or ran out of time.
-        The embedded exporters answer only once committed, so True means stored."""
+        else), all within one ``timeout_ms``; False if it ran out of time or an export
+        failed since the last flush. The embedded exporters answer only once committed,
+        so True means stored."""
         return _bounded(timeout_ms, self._flush)
 
     def shutdown(self, timeout_ms: int = FLUSH_TIMEOUT_MS) -> bool:
@@ -107,9 +109,11 @@ class Telemetry:
             ok = self.meter_provider.force_flush(deadline.left_ms())
         except Exception:  # the SDK raises when a reader timed out or failed
             ok = False
-        ok = ok and all(e.last_ok for e in self._metric_exporters)  # the reader drops it
         for p in self._processors:
             ok = p.force_flush(deadline.left_ms()) and ok
+        failures = sum(e.failures for e in self._exporters)  # the SDK drops export results
+        ok = ok and failures == self._failures_told
+        self._failures_told = failures
         return bool(ok)
 
     def _shutdown(self) -> bool:
@@ -199,7 +203,7 @@ def setup(attributes: dict[str, Any], identity: dict[str, str], dest: Destinatio
         meter_provider=meter_provider,
         span_attributes=dict(identity) if foreign else {semconv.RUN_ID: identity[semconv.RUN_ID]},
         _processors=processors,
-        _metric_exporters=metric_exporters,
+        _exporters=[*span_exporters, *log_exporters, *metric_exporters],
     )
 
 
