@@ -216,6 +216,10 @@ class EmbeddedLogExporter(_Embedded, LogRecordExporter):
 class EmbeddedMetricExporter(_Embedded, MetricExporter):
     """Metric points straight into the Trackio directory."""
 
+    def __init__(self, trackio_dir: Path | str | None = None, identity: Identity | None = None):
+        super().__init__(trackio_dir, identity)
+        tally.counts_points(self.destination)
+
     def export(
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: object
     ) -> MetricExportResult:
@@ -253,6 +257,10 @@ class StampedOTLPLogExporter(_Stamped, OTLPLogExporter):
 
 
 class StampedOTLPMetricExporter(_Stamped, OTLPMetricExporter):
+    def __init__(self, identity: Identity | None = None, **kwargs: Any) -> None:
+        super().__init__(identity, **kwargs)
+        tally.counts_points(self.destination)
+
     def export(
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
     ) -> MetricExportResult:

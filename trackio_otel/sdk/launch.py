@@ -86,11 +86,13 @@ def summary(report: dict[str, Any], project: str, trackio_dir: str | None, code:
             f"program run by {sys.executable}?); nothing recorded"
         )
     delivered = report.get("delivered", {})
-    parts = [
-        f"{c['spans']} spans in {c['traces']} traces, {c['points']} metric points, "
-        f"{c['logs']} log records → {where}"
-        for where, c in delivered.items()
-    ]
+    parts = []
+    for where, c in delivered.items():
+        points = (
+            "metric points not counted" if c["points"] is None else f"{c['points']} metric points"
+        )
+        spans = f"{c['spans']} spans in {c['traces']} traces"
+        parts.append(f"{spans}, {points}, {c['logs']} log records → {where}")
     lines = ["trackio-otel: " + ("; ".join(parts) or "nothing exported")]
     if any(where.startswith("Trackio directory") for where in delivered):
         prefix = f"TRACKIO_DIR={shlex.quote(trackio_dir)} " if trackio_dir else ""

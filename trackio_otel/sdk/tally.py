@@ -22,7 +22,8 @@ REPORT_ENV = "TRACKIO_OTEL_REPORT"
 class Counts:
     spans: int = 0
     logs: int = 0
-    points: int = 0
+    points: int | None = None
+    """None: this destination's metric exporter is not one of ours, so nobody counts."""
     traces: set[int] = field(default_factory=set)
 
 
@@ -57,7 +58,15 @@ def points(destination: str, data: Any) -> None:
         for m in sm.metrics
     )
     with _lock:
-        _at(destination).points += n
+        counts = _at(destination)
+        counts.points = (counts.points or 0) + n
+
+
+def counts_points(destination: str) -> None:
+    """Metric points delivered to ``destination`` are counted (0 until some are)."""
+    with _lock:
+        counts = _at(destination)
+        counts.points = counts.points or 0
 
 
 def snapshot() -> dict[str, dict[str, int]]:
