@@ -49,9 +49,19 @@ OTEL_APP = textwrap.dedent(
 )
 
 
-def _clean_env(trackio_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    return {**env, "TRACKIO_DIR": str(trackio_dir)}
+def run_ok(args: list[str], trackio_dir: Path, cwd: Path | None = None, **env: str) -> None:
+    """Run ``args`` with no OTEL_* of this process (only ``env``'s), into ``trackio_dir``."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    done = subprocess.run(
+        args,
+        cwd=cwd,
+        env={**clean, "TRACKIO_DIR": str(trackio_dir), **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
 
 
 def span_count(project: str) -> int:
@@ -69,15 +79,7 @@ def test_the_generator_ignores_the_global_seed():
 
 def test_two_seeded_sdk_runs_land_whole(trackio_dir, project):
     for name in ("seed0-a", "seed0-b"):
-        done = subprocess.run(
-            [sys.executable, "-c", SDK_RUN, project, name],
-            env=_clean_env(trackio_dir),
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        assert done.returncode == 0, done.stderr
+        run_ok([sys.executable, "-c", SDK_RUN, project, name], trackio_dir)
     by_name = {r["name"]: r for r in runs(project)}
     assert set(by_name) == {"seed0-a", "seed0-b"}
     for name, run in by_name.items():
@@ -93,22 +95,14 @@ def test_two_seeded_auto_instrumented_runs_land_whole(trackio_dir, project, tmp_
     """Through the distro: ``OTEL_PYTHON_ID_GENERATOR`` defaults to ``trackio``."""
     (tmp_path / "app.py").write_text(OTEL_APP)
     for name in ("auto-a", "auto-b"):
-        env = {
-            **_clean_env(trackio_dir),
-            "OTEL_PYTHON_DISTRO": "trackio",  # opentelemetry-distro is installed here too
-            "OTEL_PYTHON_CONFIGURATOR": "trackio",
-            "OTEL_RESOURCE_ATTRIBUTES": f"trackio.project={project},trackio.run.name={name}",
-        }
-        done = subprocess.run(
+        run_ok(
             [str(BIN / "opentelemetry-instrument"), sys.executable, "app.py"],
+            trackio_dir,
             cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
+            OTEL_PYTHON_DISTRO="trackio",  # opentelemetry-distro is installed here too
+            OTEL_PYTHON_CONFIGURATOR="trackio",
+            OTEL_RESOURCE_ATTRIBUTES=f"trackio.project={project},trackio.run.name={name}",
         )
-        assert done.returncode == 0, done.stderr
     by_name = {r["name"]: r for r in runs(project)}
     assert set(by_name) == {"auto-a", "auto-b"}
     for run in by_name.values():
