@@ -230,3 +230,41 @@ def test_beside_opentelemetry_distro_the_selected_one_configures(
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == expected, done.stderr
+
+
+PARENT_AND_CHILD = textwrap.dedent(
+    """
+    import subprocess, sys
+    from opentelemetry import trace
+
+    trace.get_tracer("parent").start_span("parent").end()
+    child = "from opentelemetry import trace; trace.get_tracer('c').start_span('child').end()"
+    subprocess.run([sys.executable, "-c", child], check=True)
+    """
+)
+
+
+def test_trackio_otel_run_counts_every_python_process_it_starts(tmp_path, trackio_dir, project):
+    (tmp_path / "app.py").write_text(PARENT_AND_CHILD)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "trackio-otel"),
+            "run",
+            "--project",
+            project,
+            "--",
+            "python",
+            "app.py",
+        ],
+        cwd=tmp_path,
+        env={**env, "TRACKIO_DIR": str(trackio_dir)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    where = f"→ Trackio directory {trackio_dir}"
+    line = f"2 spans in 2 traces, 0 metric points, 0 log records {where}"
+    assert line in done.stderr, done.stderr

@@ -45,7 +45,7 @@ def child_env(
     run: str | None,
     endpoint: str | None,
     trackio_dir: Path | None,
-    report: Path,
+    reports: Path,
 ) -> dict[str, str]:
     """The environment ``opentelemetry-instrument`` would give, plus the run's identity.
     Variables the user set win, except what a flag of this command sets."""
@@ -74,7 +74,7 @@ def child_env(
     here = os.path.dirname(os.path.abspath(auto_instrumentation.__file__))
     paths = [here, os.getcwd(), *(p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p)]
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
-    env[tally.REPORT_ENV] = str(report)
+    env[tally.REPORT_ENV] = str(reports)
     return env
 
 
@@ -118,8 +118,7 @@ def run(
     if Path(command[0]).name in ("python", "python3"):
         command = [sys.executable, *command[1:]]
     with tempfile.TemporaryDirectory(prefix="trackio-otel-run-") as tmp:
-        report_path = Path(tmp) / "report.json"
-        env = child_env(command, project, run_name, endpoint, trackio_dir, report_path)
+        env = child_env(command, project, run_name, endpoint, trackio_dir, Path(tmp))
         # Ctrl-C reaches the child (same process group); this process waits to report.
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
@@ -129,7 +128,7 @@ def run(
             return 127
         finally:
             signal.signal(signal.SIGINT, previous)
-        report = tally.read_report(report_path)
+        report = tally.read_reports(Path(tmp))
     code = 128 - code if code < 0 else code
     shown = _last(env["OTEL_RESOURCE_ATTRIBUTES"], semconv.PROJECT) or "default"
     print(summary(report, unquote(shown), env.get("TRACKIO_DIR"), code), file=sys.stderr)

@@ -1,5 +1,6 @@
 """What this process's exporters delivered, per destination: the line ``trackio-otel run``
-prints at exit (``REPORT_ENV`` names the file the counts are written to).
+prints at exit (``REPORT_ENV`` names the directory where each instrumented process, the
+program and any Python it starts, writes ``<pid>.json``).
 
 Counted only on SUCCESS, so the line says what the destination accepted. Distinct trace
 ids are remembered only when a report was asked for (a set grows with the run).
@@ -78,17 +79,33 @@ def snapshot() -> dict[str, dict[str, int]]:
 
 
 def write_report(**extra: Any) -> None:
-    """Merge this process's counts (and ``extra``) into the report file, if one was asked for."""
-    path = os.environ.get(REPORT_ENV)
-    if not path:
+    """This process's counts (and ``extra``) into its report file, if one was asked for."""
+    folder = os.environ.get(REPORT_ENV)
+    if not folder:
         return
-    report = read_report(Path(path))
-    report.update(extra)
-    report["delivered"] = snapshot()
-    Path(path).write_text(json.dumps(report))
+    path = Path(folder) / f"{os.getpid()}.json"
+    report = _read(path)
+    report.update(extra, delivered=snapshot())
+    path.write_text(json.dumps(report))
 
 
-def read_report(path: Path) -> dict[str, Any]:
+def read_reports(folder: Path) -> dict[str, Any]:
+    """Every process's report merged: instrumentor outcomes together, counts summed."""
+    merged: dict[str, Any] = {"loaded": [], "failed": {}, "delivered": {}}
+    for path in sorted(folder.glob("*.json")):
+        report = _read(path)
+        merged["started"] = merged.get("started") or report.get("started", False)
+        merged["loaded"] = sorted({*merged["loaded"], *report.get("loaded", [])})
+        merged["failed"].update(report.get("failed", {}))
+        for where, counts in report.get("delivered", {}).items():
+            total = merged["delivered"].setdefault(where, dict.fromkeys(counts, None))
+            for key, value in counts.items():
+                if value is not None:
+                    total[key] = (total.get(key) or 0) + value
+    return merged
+
+
+def _read(path: Path) -> dict[str, Any]:
     try:
         return json.loads(path.read_text() or "{}")
     except (OSError, ValueError):
