@@ -72,11 +72,13 @@ def test_the_first_line_builds_the_venv_and_leaves_a_collector_listening(tmp_pat
     assert done.returncode == 0, output.read_text()[-3000:]
     pid = int((repo / "collector.pid").read_text())
     try:
-        for _ in range(300):
+        for _ in range(900):  # imports, writer processes: slow on a busy machine
             if _listening(4317) and _listening(4318):
                 break
             time.sleep(0.2)
         log = (repo / "collector.log").read_text()
+        alive = subprocess.run(["ps", "-p", str(pid)], capture_output=True).returncode == 0
+        assert alive, f"the collector exited: {log}"
         assert "listening on 127.0.0.1:4317 (OTLP/gRPC) and http://127.0.0.1:4318" in log, log
 
         memory = InMemorySpanExporter()
