@@ -22,6 +22,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+import requests
 from google.rpc.error_details_pb2 import RetryInfo
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
@@ -266,49 +267,96 @@ def test_bad_ids_are_rejected_by_count_and_field_while_valid_spans_are_stored(
 @pytest.fixture
 def cli_collector(
     trackio_dir: Path, tmp_path: Path
-) -> Iterator[tuple[subprocess.Popen, str, Path]]:
-    """``trackio-otel collect`` as users run it, serving once its health check says so."""
-    endpoint, log_path = f"127.0.0.1:{free_port()}", tmp_path / "collector.log"
+) -> Iterator[tuple[subprocess.Popen, dict[str, str], Path]]:
+    """``trackio-otel collect`` as users run it, serving once its health check says so;
+    yields it, its ``grpc`` and ``http`` addresses, and its log."""
+    endpoints = {"grpc": f"127.0.0.1:{free_port()}", "http": f"127.0.0.1:{free_port()}"}
+    log_path = tmp_path / "collector.log"
     command = [sys.executable, "-m", "trackio_otel.cli", "collect"]
-    command += ["--trackio-dir", str(trackio_dir), "--grpc-endpoint", endpoint]
+    command += ["--trackio-dir", str(trackio_dir), "--grpc-endpoint", endpoints["grpc"]]
+    command += ["--http-endpoint", endpoints["http"]]
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         try:
-            with grpc.insecure_channel(endpoint) as channel:
+            with grpc.insecure_channel(endpoints["grpc"]) as channel:
                 reply = health_pb2_grpc.HealthStub(channel).Check(
                     health_pb2.HealthCheckRequest(), wait_for_ready=True, timeout=60
                 )
             assert reply.status == health_pb2.HealthCheckResponse.SERVING
-            yield proc, endpoint, log_path
+            yield proc, endpoints, log_path
         finally:
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
 
 
+class Refused(Exception):
+    """An export the collector did not acknowledge; ``args[0]`` says how."""
+
+
+def exporter(transport: str, address: str) -> Callable[[ExportTraceServiceRequest], str]:
+    """Export over ``transport``; return the partial-success message ('' for none)."""
+    if transport == "grpc":
+        stub = trace_service_pb2_grpc.TraceServiceStub(grpc.insecure_channel(address))
+
+        def over_grpc(request: ExportTraceServiceRequest) -> str:
+            try:
+                return stub.Export(request, timeout=60).partial_success.error_message
+            except grpc.RpcError as exc:
+                raise Refused(exc.code()) from exc
+
+        return over_grpc
+    session = requests.Session()
+
+    def over_http(request: ExportTraceServiceRequest) -> str:
+        try:
+            response = session.post(
+                f"http://{address}/v1/traces",
+                data=request.SerializeToString(),
+                headers={"Content-Type": "application/x-protobuf"},
+                timeout=60,
+            )
+        except requests.ConnectionError as exc:
+            raise Refused("connection refused or closed") from exc
+        if response.status_code != 200:
+            raise Refused(response.status_code)
+        return ExportTraceServiceResponse.FromString(response.content).partial_success.error_message
+
+    return over_http
+
+
+# Refusals the OTLP spec makes retryable: over gRPC UNAVAILABLE (connection refused, shutting
+# down) or CANCELLED (gRPC cancels calls arriving once stop began); over HTTP 503 or a
+# connection the collector no longer accepts.
+RETRYABLE = {
+    "grpc": {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED},
+    "http": {503, "connection refused or closed"},
+}
+
+
+@pytest.mark.parametrize("transport", ["grpc", "http"])
 def test_sigterm_under_load_exits_cleanly_and_keeps_every_acknowledged_span(
-    cli_collector, project, trackio_dir
+    cli_collector, project, trackio_dir, transport
 ):
-    proc, endpoint, log_path = cli_collector
+    proc, endpoints, log_path = cli_collector
     acked: list[PbSpan] = []
-    failures: list[grpc.StatusCode] = []
+    failures: list[object] = []
     partial: list[str] = []
     stop = threading.Event()
 
     def client() -> None:
-        with grpc.insecure_channel(endpoint) as channel:
-            stub = trace_service_pb2_grpc.TraceServiceStub(channel)
-            while not stop.is_set():
-                root = new_span("load")
-                child = new_span("load child", trace=root.trace_id, parent=root.span_id)
-                try:
-                    response = stub.Export(trace_request(project, root, child), timeout=60)
-                except grpc.RpcError as exc:
-                    failures.append(exc.code())
-                    return  # a real exporter backs off; the collector is going away
-                if response.HasField("partial_success"):
-                    partial.append(response.partial_success.error_message)
-                acked.extend((root, child))
+        export = exporter(transport, endpoints[transport])
+        while not stop.is_set():
+            root = new_span("load")
+            child = new_span("load child", trace=root.trace_id, parent=root.span_id)
+            try:
+                message = export(trace_request(project, root, child))
+            except Refused as exc:
+                failures.append(exc.args[0])
+                return  # a real exporter backs off; the collector is going away
+            if message:
+                partial.append(message)
+            acked.extend((root, child))
 
     threads = [threading.Thread(target=client) for _ in range(4)]
     for t in threads:
@@ -322,9 +370,7 @@ def test_sigterm_under_load_exits_cleanly_and_keeps_every_acknowledged_span(
 
     assert returncode == 0, log_path.read_text()
     assert partial == []
-    # Refused calls carry codes the OTLP spec makes retryable: UNAVAILABLE (connection
-    # refused / shutting down) or CANCELLED (gRPC cancels calls arriving once stop began).
-    assert set(failures) <= {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED}
+    assert set(failures) <= RETRYABLE[transport]
     assert {s.span_id.hex() for s in acked} <= stored_span_ids(project, trackio_dir)
     run = only_run(project)
     shown = {

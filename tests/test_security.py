@@ -250,6 +250,15 @@ def test_bearer_header_matching(header, ok):
     assert bearer_matches(header, TOKEN) is ok
 
 
+def exposure_warnings(caplog) -> list[logging.LogRecord]:
+    """The collector's warnings about listening without a token (other loggers may warn)."""
+    return [
+        r
+        for r in caplog.records
+        if r.name == "trackio_otel.collector" and r.levelno == logging.WARNING
+    ]
+
+
 def test_a_non_loopback_address_without_a_token_warns_once(trackio_dir, caplog):
     with caplog.at_level(logging.WARNING, "trackio_otel.collector"):
         c = Collector(
@@ -262,9 +271,9 @@ def test_a_non_loopback_address_without_a_token_warns_once(trackio_dir, caplog):
             )
         ).start()
         c.stop()
-    [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
+    [warning] = exposure_warnings(caplog)
     assert "0.0.0.0" in warning.getMessage() and "--auth-token-file" in warning.getMessage()
     caplog.clear()
     with caplog.at_level(logging.WARNING, "trackio_otel.collector"):
         start(trackio_dir, auth_token=TOKEN).stop()
-    assert not [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert not exposure_warnings(caplog)

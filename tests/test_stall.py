@@ -14,6 +14,7 @@ from contextlib import ExitStack, closing, contextmanager, suppress
 import grpc
 import h2.config
 import h2.connection
+import h2.events
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpans
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpans
@@ -21,14 +22,16 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 
 from tests.conftest import traces_of
 from tests.test_http_receiver import finished_spans
+from trackio_otel.collector.receiver import MAX_STREAMS_PER_CONNECTION
 
 SILENT_STREAMS = 64
 """Four times the old server's 16 worker threads."""
 
 
 @contextmanager
-def silent_grpc_streams(port: int, n: int = SILENT_STREAMS) -> Iterator[None]:
-    """One connection that starts ``n`` Export calls and never sends their messages."""
+def silent_grpc_streams(port: int, n: int = SILENT_STREAMS) -> Iterator[list[h2.events.Event]]:
+    """One connection that starts ``n`` Export calls and never sends their messages; yields
+    what the server answered meanwhile."""
     with closing(socket.create_connection(("127.0.0.1", port))) as sock:
         conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
         conn.initiate_connection()
@@ -48,11 +51,12 @@ def silent_grpc_streams(port: int, n: int = SILENT_STREAMS) -> Iterator[None]:
         # Answer what the server sends first (SETTINGS, PING) as a real client does: until
         # its SETTINGS are acknowledged gRPC does not start the calls.
         sock.settimeout(0.5)
+        events = []
         with suppress(TimeoutError):
             while data := sock.recv(65536):
-                conn.receive_data(data)
+                events += conn.receive_data(data)
                 sock.sendall(conn.data_to_send())
-        yield
+        yield events
 
 
 @contextmanager
@@ -96,6 +100,14 @@ def test_silent_http2_streams_block_neither_exports_nor_health(collector, projec
             SpanExportResult.SUCCESS
         )
     assert {t["key"] for t in traces_of(project)} == {"past-silent-streams", "beside-them"}
+
+
+def test_a_connection_holds_a_bounded_number_of_calls(collector):
+    n = MAX_STREAMS_PER_CONNECTION + 50
+    with silent_grpc_streams(collector.port, n) as answered:
+        refused = [e for e in answered if isinstance(e, h2.events.StreamReset)]
+        assert len(refused) == n - MAX_STREAMS_PER_CONNECTION
+        assert healthy(collector.port)
 
 
 def test_slowloris_http_clients_block_nobody(collector, project):

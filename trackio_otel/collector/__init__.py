@@ -57,10 +57,10 @@ class Collector:
         """Check everything that can be wrong with the settings (addresses, TLS files, the
         Trackio directory) before anything is accepted; raise ``ValueError`` or ``OSError``
         with one line saying what."""
-        grpc_endpoint, http_endpoint = self.config.grpc(), self.config.http()
         c = self.config
+        grpc_endpoint, http_endpoint = c.grpc(), c.http()
         tls = TLS.from_files(c.tls_cert_file, c.tls_key_file, c.tls_client_ca_file)
-        check_writable(self.config)
+        check_writable(c)
         self._loop = asyncio.new_event_loop()
         self._loop_thread = threading.Thread(
             target=self._loop.run_forever, name="trackio-otel-io", daemon=True

@@ -38,6 +38,7 @@ from trackio_otel.collector.pipeline import Pipeline, QueueFull, ShuttingDown
 from trackio_otel.collector.security import TLS, bearer_matches
 from trackio_otel.writer import WriteError
 
+MAX_STREAMS_PER_CONNECTION = 100
 _STATUS = {
     "invalid": grpc.StatusCode.INVALID_ARGUMENT,
     "unavailable": grpc.StatusCode.UNAVAILABLE,
@@ -89,6 +90,9 @@ class Receiver:
                 ("grpc.max_receive_message_length", max_message_bytes),
                 ("grpc.max_send_message_length", 4 << 20),
                 ("grpc.so_reuseport", 0),
+                # Calls a connection may hold open at once: a client that starts many and
+                # never sends them costs bounded memory (an exporter uses one at a time).
+                ("grpc.max_concurrent_streams", MAX_STREAMS_PER_CONNECTION),
             ],
         )
         self._server.add_generic_rpc_handlers(

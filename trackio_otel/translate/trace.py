@@ -13,7 +13,7 @@ from typing import Any
 
 from trackio_otel import semconv
 from trackio_otel.translate import pdata, steps
-from trackio_otel.translate.conventions import SpanView, media, view
+from trackio_otel.translate.conventions import SpanView, media, pairing, view
 from trackio_otel.translate.conventions import messages as msgs
 from trackio_otel.translate.model import Log, Run, Span
 
@@ -55,6 +55,7 @@ def assemble(spans: list[Span], logs: list[Log]) -> AssembledTrace:
     by_id = {v.span.span_id: v for v in views}
     parents = _parents(views, by_id)
     _demote_outer_generations(views, by_id, parents)
+    pairing.settle(views)
     roots = [v for v in views if parents[v.span.span_id] is None]
     root = next((v for v in roots if v.span.parent_span_id is None), roots[0])
 

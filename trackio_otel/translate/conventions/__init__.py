@@ -22,13 +22,22 @@ from trackio_otel.translate.conventions import (
     openllmetry,
     traceloop,
     trackio,
+    vercel_ai,
 )
 from trackio_otel.translate.model import Log, Span
 
 STATUS_ERROR = 2
-FAMILIES: list[ModuleType] = [openinference, genai, openllmetry, genai_legacy, traceloop]
+FAMILIES: list[ModuleType] = [
+    openinference,
+    vercel_ai,
+    genai,
+    openllmetry,
+    genai_legacy,
+    traceloop,
+]
 """Reference §6.2's order: a span matching several (OpenLLMetry's flattened form also sets
-``gen_ai.system``; OpenInference may dual-emit ``gen_ai.*``) takes the first."""
+``gen_ai.system``; OpenInference may dual-emit ``gen_ai.*``; the Vercel AI SDK's model
+calls carry ``gen_ai.system`` beside its own ``ai.*``) takes the first."""
 MAX_METADATA_TEXT = 1024
 _CLASS_REPR = re.compile(r"^<class '(?:.*\.)?([^.']+)'>$")
 
@@ -39,6 +48,8 @@ class SpanView:
 
     span: Span
     kind: str = "span"
+    name: str | None = None
+    """The span's name in Trackio when the family names it better than the OTel span does."""
     status: str = "success"
     error: str | None = None
     model: str | None = None
@@ -59,7 +70,7 @@ class SpanView:
         s = self.span
         out: dict[str, Any] = {
             "id": span_id,
-            "name": s.name,
+            "name": self.name or s.name,
             "kind": self.kind,
             "parent_id": parent_id,
             "start_time": pdata.iso(s.start_ns) if s.start_ns else None,

@@ -2,8 +2,11 @@
 
 Content can live in four places (reference §1.4), tried in this order:
 (c) span attributes ``gen_ai.input.messages`` / ``gen_ai.output.messages`` (≥1.37);
-(c′) the ``gen_ai.client.inference.operation.details`` log record on the span;
-(b) per-message log events ``gen_ai.user.message`` … ``gen_ai.choice`` (1.28–1.36);
+(c′) ``gen_ai.client.inference.operation.details`` events on the span, as log records or as
+    span events (Strands writes one at the call's start with the input, one at its end);
+(b) per-message events ``gen_ai.user.message`` … ``gen_ai.choice`` (1.28–1.36), as log
+    records with structured bodies, or as span events whose attributes hold JSON (Strands,
+    with Bedrock-style ``text`` / ``toolUse`` / ``toolResult`` content blocks);
 (a) span events ``gen_ai.content.prompt`` / ``gen_ai.content.completion`` (≤1.27).
 """
 
@@ -36,6 +39,9 @@ CONTENT_ATTRIBUTES = frozenset(
         "gen_ai.completion",
     }
 )
+PYDANTIC_AI_MESSAGES = "pydantic_ai.all_messages"
+"""pydantic-ai's agent span holds the run's messages here, also when its model call failed
+(whose own span then holds none)."""
 _DETECT = (
     semconv.GEN_AI_PROVIDER_NAME,
     semconv.GEN_AI_INPUT_MESSAGES,
@@ -103,14 +109,13 @@ def fill(v: SpanView, span: Span, logs: list[Log]) -> None:
 
     if v.kind == "tool":
         v.tool_call_id = a.get(semconv.GEN_AI_TOOL_CALL_ID)
-        args = a.get(semconv.GEN_AI_TOOL_CALL_ARGUMENTS)
+        args, result = _tool_io(span)
         v.input = (
             pdata.parse_json(args)
             if args is not None
             else {"tool": a.get(semconv.GEN_AI_TOOL_NAME)}
         )
-        result = a.get(semconv.GEN_AI_TOOL_CALL_RESULT)
-        v.output = pdata.parse_json(result) if result is not None else None
+        v.output = msgs.block_text(pdata.parse_json(result)) if result is not None else None
         return
 
     history, outputs = content(span, logs)
@@ -154,17 +159,62 @@ def content(span: Span, logs: list[Log]) -> tuple[list[msgs.Message], list[msgs.
     a = span.attributes
     if semconv.GEN_AI_INPUT_MESSAGES in a or semconv.GEN_AI_OUTPUT_MESSAGES in a:
         return _from_latest(a)
+    if PYDANTIC_AI_MESSAGES in a:  # its agent span: the run's whole conversation, as parts
+        return _from_latest(
+            {
+                semconv.GEN_AI_INPUT_MESSAGES: a[PYDANTIC_AI_MESSAGES],
+                semconv.GEN_AI_SYSTEM_INSTRUCTIONS: a.get(semconv.GEN_AI_SYSTEM_INSTRUCTIONS),
+            }
+        )
+    details: dict[str, Any] = {}
     for log in logs:
         if log.event_name == semconv.EVENT_INFERENCE_DETAILS:
-            return _from_latest(log.attributes)
+            details.update(log.attributes)
+    for event in span.events:
+        if event["name"] == semconv.EVENT_INFERENCE_DETAILS:
+            details.update(event["attributes"])
+    if details:
+        return _from_latest(details)
     events = [
-        log
+        (log.event_name, log.time_ns or log.observed_ns, log.body)
         for log in logs
-        if log.event_name in semconv.LEGACY_MESSAGE_EVENTS or log.event_name == semconv.EVENT_CHOICE
+        if _is_message_event(log.event_name)
+    ] or [
+        (e["name"], e["time_unix_nano"], _event_body(e["attributes"]))
+        for e in span.events
+        if _is_message_event(e["name"])
     ]
     if events:
         return _from_legacy_events(events)
     return _from_span_events(span)
+
+
+def _is_message_event(name: str) -> bool:
+    return name in semconv.LEGACY_MESSAGE_EVENTS or name == semconv.EVENT_CHOICE
+
+
+def _event_body(attributes: dict[str, Any]) -> dict[str, Any]:
+    """A span event's attributes as the log body it stands for: span event attributes
+    cannot nest, so ``content`` and ``message`` arrive JSON-encoded."""
+    body = dict(attributes)
+    for name in ("content", "message"):
+        if name in body:
+            body[name] = pdata.parse_json(body[name])
+    return body
+
+
+def _tool_io(span: Span) -> tuple[Any, Any]:
+    """A tool span's (arguments, result): the ``gen_ai.tool.call.*`` attributes, else the
+    span events that carried them before 1.37 (Strands: ``gen_ai.tool.message`` holds the
+    arguments, ``gen_ai.choice`` the result)."""
+    a = span.attributes
+    args, result = a.get(semconv.GEN_AI_TOOL_CALL_ARGUMENTS), a.get(semconv.GEN_AI_TOOL_CALL_RESULT)
+    for event in span.events:
+        if args is None and event["name"] == "gen_ai.tool.message":
+            args = event["attributes"].get("content")
+        elif result is None and event["name"] == semconv.EVENT_CHOICE:
+            result = event["attributes"].get("message")
+    return args, result
 
 
 def _from_latest(a: dict[str, Any]) -> tuple[list[msgs.Message], list[msgs.Message]]:
@@ -175,16 +225,27 @@ def _from_latest(a: dict[str, Any]) -> tuple[list[msgs.Message], list[msgs.Messa
     return history, msgs.from_parts(pdata.parse_json(a.get(semconv.GEN_AI_OUTPUT_MESSAGES)))
 
 
-def _from_legacy_events(events: list[Log]) -> tuple[list[msgs.Message], list[msgs.Message]]:
+def _from_legacy_events(
+    events: list[tuple[str, int, Any]],
+) -> tuple[list[msgs.Message], list[msgs.Message]]:
+    """(event name, time, body) per message event, in time order, → (history, outputs)."""
     history: list[msgs.Message] = []
     outputs: list[msgs.Message] = []
-    ordered = sorted(enumerate(events), key=lambda ie: (ie[1].time_ns or ie[1].observed_ns, ie[0]))
-    for _, log in ordered:
-        body = log.body if isinstance(log.body, dict) else {}
-        if log.event_name == semconv.EVENT_CHOICE:
+    ordered = sorted(enumerate(events), key=lambda ie: (ie[1][1], ie[0]))
+    for _, (name, _time, raw) in ordered:
+        body = raw if isinstance(raw, dict) else {}
+        if name == semconv.EVENT_CHOICE:
             if body.get("index", 0) != 0 and outputs:
                 continue
-            message = body.get("message") if isinstance(body.get("message"), dict) else {}
+            message = body.get("message")
+            if msgs.is_blocks(message):
+                outputs += msgs.from_blocks("assistant", message)
+                if outputs and "finish_reason" in body:
+                    outputs[-1]["finish_reason"] = body["finish_reason"]
+                continue
+            if isinstance(message, str):  # Strands' agent span: the final text alone
+                message = {"content": message}
+            message = message if isinstance(message, dict) else {}
             out: msgs.Message = {
                 "role": message.get("role", "assistant"),
                 "content": message.get("content"),
@@ -196,7 +257,10 @@ def _from_legacy_events(events: list[Log]) -> tuple[list[msgs.Message], list[msg
                 out["finish_reason"] = body["finish_reason"]
             outputs.append(out)
             continue
-        role = body.get("role") or semconv.LEGACY_MESSAGE_EVENTS[log.event_name]
+        role = body.get("role") or semconv.LEGACY_MESSAGE_EVENTS[name]
+        if msgs.is_blocks(body.get("content")):
+            history += msgs.from_blocks(role, body["content"])
+            continue
         msg: msgs.Message = {"role": role, "content": msgs.content_text(body.get("content"))}
         if body.get("tool_calls"):
             msg["tool_calls"] = body["tool_calls"]

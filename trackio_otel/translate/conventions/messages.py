@@ -72,7 +72,9 @@ def from_parts(messages: Any) -> list[Message]:
                     {
                         "role": "tool",
                         "tool_call_id": part.get("id"),
-                        "content": content_text(part.get("response", part.get("result"))),
+                        "content": content_text(
+                            block_text(part.get("response", part.get("result")))
+                        ),
                     }
                 )
             elif kind == "reasoning":
@@ -94,6 +96,71 @@ def from_parts(messages: Any) -> list[Message]:
             out.append(msg)
         out.extend(results)
     return out
+
+
+BLOCK_KINDS = frozenset(
+    {"text", "toolUse", "toolResult", "json", "image", "document", "video", "reasoningContent"}
+)
+"""The content-block kinds of the Bedrock Converse shape (Strands' own message format)."""
+
+
+def is_blocks(value: Any) -> bool:
+    """A list of Bedrock-style content blocks (``[{"text": ...}, {"toolUse": {...}}]``),
+    as opposed to OpenAI content items, which say their ``type``."""
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and all(
+            isinstance(b, dict) and "type" not in b and not BLOCK_KINDS.isdisjoint(b) for b in value
+        )
+    )
+
+
+def from_blocks(role: Any, blocks: list[dict[str, Any]]) -> list[Message]:
+    """One Bedrock-style message → OpenAI messages, through the OTel parts it maps to
+    (the mapping Strands' own ``_map_content_blocks_to_otel_parts`` uses)."""
+    parts: list[dict[str, Any]] = []
+    for block in blocks:
+        if "text" in block:
+            parts.append({"type": "text", "content": block["text"]})
+        elif "toolUse" in block:
+            use = block["toolUse"] if isinstance(block["toolUse"], dict) else {}
+            parts.append(
+                {
+                    "type": "tool_call",
+                    "id": use.get("toolUseId"),
+                    "name": use.get("name"),
+                    "arguments": use.get("input"),
+                }
+            )
+        elif "toolResult" in block:
+            result = block["toolResult"] if isinstance(block["toolResult"], dict) else {}
+            parts.append(
+                {
+                    "type": "tool_call_response",
+                    "id": result.get("toolUseId"),
+                    "response": result.get("content"),
+                }
+            )
+        elif "reasoningContent" in block:
+            reasoning = block["reasoningContent"]
+            text = (
+                (reasoning.get("reasoningText") or {}).get("text")
+                if isinstance(reasoning, dict)
+                else None
+            )
+            parts.append({"type": "reasoning", "content": text or ""})
+        else:
+            parts.append({"type": next(iter(block)), "content": next(iter(block.values()))})
+    return from_parts([{"role": role, "parts": parts}])
+
+
+def block_text(value: Any) -> Any:
+    """A tool result given as content blocks (``[{"text": ...}, {"json": {...}}]``) → its
+    text, as an OpenAI tool message carries it; anything else unchanged."""
+    if not is_blocks(value) or not all(b.keys() <= {"text", "json"} for b in value):
+        return value
+    return "\n".join(str(b["text"]) if "text" in b else _TEXT(b["json"]) for b in value)
 
 
 def media_item(part: dict[str, Any]) -> dict[str, Any]:
@@ -131,6 +198,42 @@ def from_openai(messages: Any) -> list[Message]:
     if isinstance(messages, dict):
         messages = [messages]
     return [dict(m) for m in messages if isinstance(m, dict)] if isinstance(messages, list) else []
+
+
+def from_responses(value: Any) -> list[Message]:
+    """Responses API objects (``{"object": "response", "output": [items]}``, one or a list)
+    → one assistant message per response: its ``output_text``, function calls, reasoning."""
+    responses = value if isinstance(value, list) else [value]
+    out: list[Message] = []
+    for response in responses:
+        if not isinstance(response, dict) or response.get("object") != "response":
+            continue
+        texts: list[str] = []
+        calls: list[dict[str, Any]] = []
+        reasoning: list[str] = []
+        for item in response.get("output") or []:
+            kind = item.get("type") if isinstance(item, dict) else None
+            if kind == "message":
+                texts += [
+                    str(c.get("text", ""))
+                    for c in item.get("content") or []
+                    if isinstance(c, dict) and c.get("type") == "output_text"
+                ]
+            elif kind == "function_call":
+                calls.append(
+                    tool_call(item.get("call_id"), item.get("name"), item.get("arguments"))
+                )
+            elif kind == "reasoning":
+                reasoning += [
+                    str(s.get("text", "")) for s in item.get("summary") or [] if isinstance(s, dict)
+                ]
+        msg: Message = {"role": "assistant", "content": "\n".join(texts) if texts else None}
+        if calls:
+            msg["tool_calls"] = calls
+        if reasoning:
+            msg["reasoning_content"] = "\n".join(reasoning)
+        out.append(msg)
+    return out
 
 
 _KEY_JSON = pdata.json_encoder(sort_keys=True, ensure_ascii=False, default=str)

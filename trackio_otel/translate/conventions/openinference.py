@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from trackio_otel.translate import pdata
-from trackio_otel.translate.conventions import genai, usage
+from trackio_otel.translate.conventions import genai, smolagents, usage
 from trackio_otel.translate.conventions import messages as msgs
 from trackio_otel.translate.model import Log, Span
 
@@ -77,8 +77,12 @@ def fill(v: SpanView, span: Span, logs: list[Log]) -> None:
 
     inp = io_value(a, "input")
     out = io_value(a, "output")
+    framework = smolagents if smolagents.applies(span.scope_name) else None
     if v.kind == "tool":
         v.tool_call_id = a.get("tool.id") or a.get("gen_ai.tool.call.id")
+        v.name = a.get("tool.name")  # smolagents names the span after the tool's class
+        if framework:
+            inp = framework.tool_input(inp)
         v.input = inp if inp is not None else {"tool": a.get("tool.name")}
         v.output = out
         return
@@ -86,12 +90,15 @@ def fill(v: SpanView, span: Span, logs: list[Log]) -> None:
         v.input, v.output = inp, out
         return
 
-    history = [to_openai(m) for m in msgs.unflatten(a, "llm.input_messages.")]
-    outputs = [to_openai(m) for m in msgs.unflatten(a, "llm.output_messages.")]
-    if not history and not outputs:
-        history, outputs = _from_raw(inp, out)
+    history = [to_openai(m) for m in msgs.unflatten(a, "llm.input_messages.") if _recorded(m)]
+    outputs = [to_openai(m) for m in msgs.unflatten(a, "llm.output_messages.") if _recorded(m)]
+    if not history or not outputs:  # the raw request/response fill what was not flattened
+        raw_history, raw_outputs = _from_raw(inp, out)
+        history, outputs = history or raw_history, outputs or raw_outputs
     if not history and not outputs:  # only the dual-emitted gen_ai.* content is left
         history, outputs = genai.content(span, logs)
+    if framework:
+        history, outputs = framework.history(history), [framework.answer(m) for m in outputs]
     if outputs and a.get("llm.finish_reason") and "finish_reason" not in outputs[0]:
         outputs[0]["finish_reason"] = a["llm.finish_reason"]
     v.messages_in, v.message_out = history, (outputs[0] if outputs else None)
@@ -114,6 +121,14 @@ def io_value(a: dict[str, Any], which: str) -> Any:
     if a.get(f"{which}.mime_type") == "application/json":
         return pdata.parse_json(value)
     return value
+
+
+def _recorded(item: Any) -> bool:
+    """More than a role: LangChain's instrumentor writes ``llm.output_messages.0.message.role``
+    alone for a call that failed, and that is no assistant turn (a ``__REDACTED__`` content
+    is: the message was there, its text withheld)."""
+    m = item.get("message") if isinstance(item, dict) else None
+    return isinstance(m, dict) and not m.keys() <= {"role"}
 
 
 def to_openai(item: Any) -> msgs.Message:
@@ -166,11 +181,15 @@ def to_openai(item: Any) -> msgs.Message:
 
 
 def _from_raw(inp: Any, out: Any) -> tuple[list[msgs.Message], list[msgs.Message]]:
-    """The raw OpenAI request/response JSON, when the flattened messages are hidden."""
+    """The raw OpenAI request/response JSON, when the flattened messages are hidden: a chat
+    completion, or Responses objects (openai-agents records a streamed chat-completions
+    call's output only as a list of those)."""
     history = msgs.from_openai(inp.get("messages")) if isinstance(inp, dict) else []
     outputs: list[msgs.Message] = []
     if isinstance(out, dict) and isinstance(out.get("choices"), list) and out["choices"]:
         choice = out["choices"][0]
         if isinstance(choice, dict) and isinstance(choice.get("message"), dict):
             outputs = msgs.from_openai(choice["message"])
+    else:
+        outputs = msgs.from_responses(out)
     return history, outputs
