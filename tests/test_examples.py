@@ -97,6 +97,25 @@ def test_torch_training_defaults_fill_the_system_tab(trackio_dir, project):
     assert {"process/cpu_utilization", "process/memory_rss"} <= keys, keys
 
 
+def test_trl_grpo(trackio_dir, project):
+    out = run_example(
+        [sys.executable, "examples/trl_grpo.py", "--project", project, "--steps", "2"],
+        trackio_dir,
+    )
+    assert "2 steps logged" in out
+    rollouts = traces_of(project)
+    assert sorted(t["step"] for t in rollouts) == [1] * 4 + [2] * 4  # 1 prompt x 4 a step
+    for t in rollouts:
+        assert {"rollout.reward.says_yes", "rollout.reward.brevity"} <= set(t["metadata"])
+        assert t["messages"][0]["role"] == "user"
+        (generation,) = [s for s in t["spans"] if s["kind"] == "generation"]
+        assert generation["output"]["role"] == "assistant"
+    rows = [r for r in scalars(project) if "train/reward" in r]
+    assert [r["step"] for r in rows] == [1, 2]
+    timed = [r for r in scalars(project) if "train/phase/generate_ms" in r]
+    assert [r["step"] for r in timed] == [1, 2]
+
+
 def test_autoinstrument_command(trackio_dir, project):
     out = run_example(
         [

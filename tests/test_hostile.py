@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import sqlite3
+from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
 import grpc
+import pytest
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc
@@ -25,7 +28,6 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
-from trackio.sqlite_storage import SQLiteStorage
 
 from tests.conftest import runs, traces_of
 from tests.test_collector_robustness import (
@@ -35,8 +37,12 @@ from tests.test_collector_robustness import (
     stored_span_ids,
     trace_request,
 )
+from trackio_otel.collector import Collector, CollectorConfig
+from trackio_otel.translate.conventions import media
+from trackio_otel.translate.model import Batch
 
 U64_TOP = 2**64 - 1
+MIB = 1 << 20
 PNG_B64 = (
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0g"
     "AAAABJRU5ErkJggg=="
@@ -241,25 +247,23 @@ def files_under(root: Path) -> set[Path]:
     return {p for p in root.rglob("*") if p.is_file()}
 
 
-def test_a_run_name_with_dot_dot_keeps_its_images_inside_the_media_directory(endpoint, project):
-    trackio_dir = Path(SQLiteStorage.get_project_db_path(project)).parent
-    escape = "../../../../x/run"
-    # Where the name would lead from media/<project>/ (its step folder goes one level deeper).
-    reached = (trackio_dir / "media" / project / escape).resolve().parent
-    before = set(files_under(reached))
+def test_a_run_name_with_dot_dot_keeps_its_images_inside_the_media_directory(tmp_path, project):
+    trackio_dir = tmp_path / "d1" / "d2" / "d3" / "trackio"  # where ../../../.. would land: inside
+    config = CollectorConfig(trackio_dir=trackio_dir, endpoint="127.0.0.1:0", stats_interval_s=3600)
     request = ExportTraceServiceRequest()
-    resource_spans(
-        request, {"trackio.project": project, "trackio.run.name": escape}, image_span("img")
-    )
-    assert export(endpoint, request) == ExportTraceServiceResponse()
-    assert set(files_under(reached)) == before
-    (run,) = runs(project)
-    assert run["name"] == escape  # the run keeps its name; only its media path is made safe
-    (trace,) = traces_of(project, run)
-    image = trace["messages"][0]["content"][0]
+    escape = "../../../../x/run"
+    attrs = {"trackio.project": project, "trackio.run.name": escape}
+    resource_spans(request, attrs, image_span("img"))
+    with Collector(config) as c:
+        assert export(f"127.0.0.1:{c.port}", request) == ExportTraceServiceResponse()
+    assert all(trackio_dir in p.parents for p in files_under(tmp_path))
+    with closing(sqlite3.connect(trackio_dir / f"{project}.db")) as conn:
+        ((run_name, messages),) = conn.execute("SELECT run_name, messages FROM traces").fetchall()
+    assert run_name == escape  # the run keeps its name; only its media path is made safe
+    image = json.loads(messages)[0]["content"][0]
     assert image["_type"] == "trackio.image"
-    path = (trackio_dir / "media" / image["file_path"]).resolve()
-    assert path.is_file() and (trackio_dir / "media" / project).resolve() in path.parents
+    path = trackio_dir / "media" / image["file_path"]
+    assert path.resolve().parent.parent.parent == (trackio_dir / "media" / project).resolve()
     assert path.read_bytes() == base64.b64decode(PNG_B64)
 
 
@@ -276,3 +280,164 @@ def test_an_odd_image_type_cannot_make_an_overlong_or_escaping_file_name(
     for item in trace["messages"][0]["content"]:
         path = trackio_dir / "media" / item["file_path"]
         assert path.is_file() and len(path.name) <= 64, path.name
+
+
+# --- Media bounds ---------------------------------------------------------------------------
+def image_of(name: str, size: int) -> PbSpan:
+    """A chat span whose input carries one image of ``size`` random bytes (a blob part)."""
+    span = image_span(name)
+    messages = json.loads(span.attributes[1].value.string_value)
+    messages[0]["parts"][0]["content"] = base64.b64encode(os.urandom(size)).decode()
+    span.attributes[1].value.string_value = json.dumps(messages)
+    return span
+
+
+def test_a_request_past_its_media_limit_rejects_the_spans_that_cross_it(
+    endpoint, project, trackio_dir
+):
+    per_image = 7 * MIB
+    spans = [image_of(f"img{i}", per_image) for i in range(5)]  # 35 MiB > 32 MiB
+    plain = new_span("no image")
+    partial = export(endpoint, trace_request(project, *spans, plain)).partial_success
+    assert partial.rejected_spans == 1
+    assert (
+        "spans[4]: attributes[gen_ai.input.messages] image 1 (7.0 MiB) refused: the request's "
+        "inline images would total 35.0 MiB, over the 32 MiB limit per request"
+    ) in partial.error_message
+    assert stored_span_ids(project, trackio_dir) == {s.span_id.hex() for s in [*spans[:4], plain]}
+    assert sum(f.stat().st_size for f in files_under(trackio_dir / "media" / project)) == (
+        4 * per_image
+    )
+
+
+@pytest.fixture
+def quota_collector(trackio_dir: Path, monkeypatch) -> Iterator[str]:
+    """A collector whose writer processes allow each project 1 MiB of media."""
+    monkeypatch.setenv("TRACKIO_OTEL_PROJECT_MEDIA_MIB", "1")
+    config = CollectorConfig(trackio_dir=trackio_dir, endpoint="127.0.0.1:0", stats_interval_s=3600)
+    with Collector(config) as c:
+        yield f"127.0.0.1:{c.port}"
+
+
+def test_a_project_past_its_media_quota_refuses_further_images(
+    quota_collector, project, trackio_dir
+):
+    endpoint = quota_collector
+    first, second, third = (image_of(f"img{i}", 400 << 10) for i in range(3))
+    assert export(endpoint, trace_request(project, first)) == ExportTraceServiceResponse()
+    plain = new_span("no image")
+    partial = export(endpoint, trace_request(project, second, third, plain)).partial_success
+    assert partial.rejected_spans == 1
+    assert "spans[1]: attributes[gen_ai.input.messages] image 1 (0.4 MiB) refused: project " in (
+        partial.error_message
+    )
+    assert "over its quota of 1 MiB (TRACKIO_OTEL_PROJECT_MEDIA_MIB)" in partial.error_message
+    assert stored_span_ids(project, trackio_dir) == {
+        s.span_id.hex() for s in (first, second, plain)
+    }
+    later = export(endpoint, trace_request(project, image_of("later", 400 << 10)))
+    assert later.partial_success.rejected_spans == 1  # a later request too, until space is freed
+    assert_still_serving(endpoint, project, trackio_dir)
+    elsewhere = f"{project}-other"  # the quota is per project
+    assert export(endpoint, trace_request(elsewhere, image_of("other", 400 << 10))) == (
+        ExportTraceServiceResponse()
+    )
+
+
+# --- One bad item, not the request --------------------------------------------------------
+def test_a_span_a_convention_cannot_read_does_not_fail_its_trace(endpoint, project, trackio_dir):
+    """Token counts that are not numbers made reading the span raise, in the store: every
+    request adding to that trace then failed INTERNAL."""
+    odd = new_span("odd usage")
+    for key, value in (("gen_ai.operation.name", "chat"), ("gen_ai.usage.input_tokens", "lots")):
+        odd.attributes.add(key=key).value.string_value = value
+    child = new_span("child", trace=odd.trace_id, parent=odd.span_id)
+    assert export(endpoint, trace_request(project, odd)) == ExportTraceServiceResponse()
+    assert export(endpoint, trace_request(project, child)) == ExportTraceServiceResponse()
+    assert trackio_spans(project) == {"odd usage": None, "child": "odd usage"}
+
+
+def test_batch_fail_rejects_the_item_that_raised_and_keeps_going():
+    batch = Batch()
+    for n in range(3):
+        try:
+            if n == 1:
+                raise KeyError("boom")
+            batch.warn(f"items[{n}]", "kept")
+        except KeyError as exc:
+            batch.fail(f"items[{n}]", exc)
+    assert batch.rejected == 1
+    assert batch.errors == [
+        "items[0]: kept",
+        "items[1]: could not be translated (KeyError: 'boom')",
+        "items[2]: kept",
+    ]
+
+
+def test_inline_images_are_counted_however_the_json_spells_them():
+    payload = base64.b64encode(b"x" * 6000).decode()
+    escaped = json.dumps([{"parts": [{"type": "blob", "content": payload}]}]).replace(
+        '"blob"', '"bl\\u006fb"'
+    )
+    values = {"messages": escaped, "url": "DATA:image/png;base64," + payload, "plain": "blob-free"}
+    assert media.may_hold_images(escaped.encode()) and not media.may_hold_images(b"plain text")
+    assert media.inline_images("attributes", values) == [
+        ("attributes[messages] image 1", 6000),
+        ("attributes[url] image 1", 6000),
+    ]
+
+
+def test_a_tool_call_id_that_is_not_text_still_pairs_its_tool_span(endpoint, project):
+    """An array as ``gen_ai.tool.call.id`` made trace assembly raise (unhashable)."""
+    tool = new_span("odd tool")
+    tool.attributes.add(key="gen_ai.operation.name").value.string_value = "execute_tool"
+    ids = tool.attributes.add(key="gen_ai.tool.call.id").value.array_value.values
+    ids.add().string_value = "call-1"
+    numbered = new_span("numbered tool", trace=tool.trace_id, parent=tool.span_id)
+    numbered.attributes.add(key="gen_ai.operation.name").value.string_value = "execute_tool"
+    numbered.attributes.add(key="gen_ai.tool.call.id").value.int_value = 7
+    assert export(endpoint, trace_request(project, tool, numbered)) == ExportTraceServiceResponse()
+    (trace,) = traces_of(project)
+    assert {s["name"]: s["id"] for s in trace["spans"]} == {
+        "odd tool": "['call-1']",
+        "numbered tool": "7",
+    }
+
+
+def test_costs_that_overflow_when_summed_do_not_fail_the_trace(endpoint, project):
+    """Two generations costing 1e308 each summed to inf, which the JSON encoder refuses."""
+    spans = [new_span(f"gen{i}") for i in range(2)]
+    for s in spans:
+        s.trace_id = spans[0].trace_id
+        s.attributes.add(key="gen_ai.operation.name").value.string_value = "chat"
+        s.attributes.add(key="gen_ai.usage.cost").value.double_value = 1e308
+    assert export(endpoint, trace_request(project, *spans)) == ExportTraceServiceResponse()
+    (trace,) = traces_of(project)
+    assert trace["metadata"]["cost_usd"] == float("inf")  # Trackio reads its "Infinity" back
+
+
+def test_a_point_after_a_rejected_one_is_named_by_its_own_index(endpoint, project):
+    request = ExportMetricsServiceRequest()
+    rm = request.resource_metrics.add()
+    rm.resource.attributes.add(key="trackio.project").value.string_value = project
+    gauge = rm.scope_metrics.add().metrics.add(name="loss").gauge
+    gauge.data_points.add(time_unix_nano=2**63, as_double=1)
+    odd_step = gauge.data_points.add(time_unix_nano=1, as_double=2)
+    odd_step.attributes.add(key="trackio.step").value.double_value = 1.5
+    with grpc.insecure_channel(endpoint) as channel:
+        reply = metrics_service_pb2_grpc.MetricsServiceStub(channel).Export(request)
+    message = reply.partial_success.error_message
+    assert "metrics[0].data_points[0]: time_unix_nano" in message
+    assert "metrics[0].data_points[1]: attributes[trackio.step]" in message, message
+
+
+def test_an_operation_name_that_is_not_text_is_read_as_no_operation(endpoint, project):
+    """``gen_ai.operation.name`` / ``ai.operationId`` as an array made the convention raise."""
+    genai, vercel = new_span("genai"), new_span("vercel")
+    vercel.trace_id = genai.trace_id
+    for span, key in ((genai, "gen_ai.operation.name"), (vercel, "ai.operationId")):
+        span.attributes.add(key=key).value.array_value.values.add().string_value = "chat"
+    assert export(endpoint, trace_request(project, genai, vercel)) == ExportTraceServiceResponse()
+    (trace,) = traces_of(project)
+    assert [s["kind"] for s in trace["spans"]] == ["span", "span"]
+    assert not [s for s in trace["spans"] if "trackio_otel_error" in s["metadata"]]

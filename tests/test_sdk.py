@@ -205,29 +205,6 @@ def test_log_trace_reproduces_a_trackio_trace(project):
     assert got["metadata"]["rollout.reward"] == 0.5 and got["metadata"]["session_id"] == "s-1"
 
 
-def test_trainer_callback_times_steps(project):
-    class State:
-        global_step = 0
-
-    run = trackio_otel.init(project=project, gpu=False)
-    callback, state = run.callback(), State()
-    for _ in range(3):
-        callback.on_step_begin(None, state, None)
-        callback.on_pre_optimizer_step(None, state, None)
-        callback.on_optimizer_step(None, state, None)
-        state.global_step += 1
-        callback.on_step_end(None, state, None)
-        callback.on_log(None, state, None, logs={"loss": 0.1 * state.global_step, "note": "x"})
-        callback.on_evaluate(None, state, None, metrics={})  # unhandled events are no-ops
-    callback.on_train_end(None, state, None)
-    run.finish()
-    rows = scalar_rows(project, only_run(project))
-    assert sorted(r["step"] for r in rows if "train/phase/optimizer_ms" in r) == [1, 2, 3]
-    assert {r["step"]: r["loss"] for r in rows if "loss" in r} == pytest.approx(
-        {1: 0.1, 2: 0.2, 3: 0.3}
-    )
-
-
 def test_dead_endpoint_costs_only_the_data(project):
     """Nothing listens at the endpoint: the loop runs, nothing raises, ``finish`` gives up
     at its timeout, and nothing lands (``bench/bench_sdk.py`` measures the loop's cost

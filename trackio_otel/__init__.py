@@ -13,6 +13,10 @@ __all__ = ["Rollout", "Run", "Step", "TrackioCallback", "init"]
 
 
 def __getattr__(name: str) -> Any:
+    if name == "TrackioCallback":  # imports transformers
+        from trackio_otel.integrations.transformers import TrackioCallback
+
+        return TrackioCallback
     if name in __all__:
         from trackio_otel import sdk
 

@@ -7,7 +7,7 @@ from trackio_otel.sdk.exporter import (
 )
 from trackio_otel.sdk.rollout import Rollout
 from trackio_otel.sdk.run import Run, init
-from trackio_otel.sdk.steps import Phase, Step, TrackioCallback
+from trackio_otel.sdk.steps import Phase, Step
 
 __all__ = [
     "EmbeddedLogExporter",
@@ -17,6 +17,5 @@ __all__ = [
     "Rollout",
     "Run",
     "Step",
-    "TrackioCallback",
     "init",
 ]

@@ -59,21 +59,23 @@ class Restamp:
     are dropped (records with none, such as an app's own spans, go to every run)."""
 
     def __init__(self, identity: Identity | None) -> None:
-        self.identity = dict(identity or {})
-        self.run_id = self.identity.get(semconv.RUN_ID)
-        self._resources: dict[int, tuple[Resource, Resource]] = {}
+        self.identity = identity if identity is not None else {}
+        """Read at every export, not copied: ``Run.update_config`` adds to it."""
+        self._resources: dict[int, tuple[Resource, tuple[Any, ...], Resource]] = {}
         self._lock = threading.Lock()
 
     def resource(self, resource: Resource) -> Resource:
-        if not self.identity:
+        identity = tuple(self.identity.items())  # one snapshot per export
+        if not identity:
             return resource
-        with self._lock:  # one copy per resource (there is one per provider)
+        with self._lock:  # one copy per resource (one per provider) and identity
             cached = self._resources.get(id(resource))
-            if cached is None or cached[0] is not resource:
+            if cached is None or cached[0] is not resource or cached[1] != identity:
                 kept = {k: v for k, v in resource.attributes.items() if not self._replaced(k)}
-                cached = (resource, Resource({**kept, **self.identity}, resource.schema_url))
+                stamped = Resource({**kept, **dict(identity)}, resource.schema_url)
+                cached = (resource, identity, stamped)
                 self._resources[id(resource)] = cached
-            return cached[1]
+            return cached[2]
 
     def spans(self, spans: Sequence[ReadableSpan]) -> list[ReadableSpan]:
         return [
@@ -111,9 +113,10 @@ class Restamp:
         )
 
     def _own(self, attributes: Mapping[str, Any] | None) -> bool:
-        if self.run_id is None or not attributes:
+        run_id = self.identity.get(semconv.RUN_ID)
+        if run_id is None or not attributes:
             return True
-        return attributes.get(semconv.RUN_ID, self.run_id) == self.run_id
+        return attributes.get(semconv.RUN_ID, run_id) == run_id
 
     def _replaced(self, key: str) -> bool:
         return key == semconv.PROJECT or key.startswith("trackio.run.") or key in self.identity

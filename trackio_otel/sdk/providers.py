@@ -83,6 +83,8 @@ class Telemetry:
     tracer: trace.Tracer
     logger: _logs.Logger
     meter_provider: MeterProvider
+    identity: dict[str, str]
+    """What this run's exporters stamp on every export (``Run.update_config`` changes it)."""
     span_attributes: dict[str, str]
     """On the SDK's own spans and log records: the run id (runs in one process share the
     providers, and each run's exporters keep only its own records, ``exporter.Restamp``),
@@ -201,6 +203,7 @@ def setup(attributes: dict[str, Any], identity: dict[str, str], dest: Destinatio
         tracer=tracer_provider.get_tracer(SCOPE, __version__),
         logger=logger_provider.get_logger(SCOPE, __version__),
         meter_provider=meter_provider,
+        identity=stamped,
         span_attributes=dict(identity) if foreign else {semconv.RUN_ID: identity[semconv.RUN_ID]},
         _processors=processors,
         _exporters=[*span_exporters, *log_exporters, *metric_exporters],

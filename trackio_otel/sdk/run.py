@@ -22,7 +22,7 @@ from trackio_otel import semconv
 from trackio_otel.sdk import providers
 from trackio_otel.sdk.failopen import SELF, fail_open, report
 from trackio_otel.sdk.rollout import Rollout
-from trackio_otel.sdk.steps import Step, TrackioCallback
+from trackio_otel.sdk.steps import Step
 
 Scalar = int | float | bool | str
 
@@ -110,9 +110,19 @@ class Run:
 
         emit_trace(self, trace_obj, self.current_step() if step is None else int(step), key)
 
-    def callback(self) -> TrackioCallback:
-        """A Hugging Face ``TrainerCallback`` bound to this run."""
+    def callback(self) -> Any:
+        """A ``transformers.TrainerCallback`` bound to this run (needs transformers)."""
+        from trackio_otel.integrations.transformers import TrackioCallback
+
         return TrackioCallback(self)
+
+    @fail_open()
+    def update_config(self, values: dict[str, Any]) -> None:
+        """Add to the run's config after ``init`` (a trainer's arguments, say): what is
+        exported from now on carries the merged config, and the store keeps the latest."""
+        self.config.update(values)
+        if self._telemetry is not None:
+            self._telemetry.identity[semconv.RUN_CONFIG] = _config_json(self.config)
 
     @fail_open(False)
     def flush(self, timeout_s: float = 10.0) -> bool:
@@ -193,9 +203,7 @@ def init(
         if group:
             identity[semconv.RUN_GROUP] = group
         if config:
-            identity[semconv.RUN_CONFIG] = json.dumps(
-                config, separators=(",", ":"), sort_keys=True, default=str
-            )
+            identity[semconv.RUN_CONFIG] = _config_json(config)
         dest = providers.Destinations.resolve(endpoint, embedded, trackio_dir)
         telemetry = providers.setup(dict(identity), identity, dest)
     except Exception as exc:
@@ -204,6 +212,10 @@ def init(
     run = Run(project, name, run_id, group, config, telemetry)
     run._start_sampling(gpu)
     return run
+
+
+def _config_json(config: dict[str, Any]) -> str:
+    return json.dumps(config, separators=(",", ":"), sort_keys=True, default=str)
 
 
 def _scalar(value: Any) -> Scalar | None:

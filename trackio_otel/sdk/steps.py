@@ -66,6 +66,17 @@ class Step:
         return Phase(self, name)
 
     @fail_open()
+    def record_phase(self, name: str, start_ns: int, end_ns: int) -> None:
+        """A phase timed elsewhere (hooks, callbacks): epoch ``time.time_ns()`` bounds."""
+        ctx = trace.set_span_in_context(self._span)
+        attrs = {**self._run.span_attributes(), semconv.TRAIN_PHASE: name}
+        span = self._run.tracer().start_span(
+            name, context=ctx, attributes=attrs, start_time=start_ns
+        )
+        span.end(end_time=end_ns)
+        self._phase_ms[name] += (end_ns - start_ns) / 1e6
+
+    @fail_open()
     def log(self, values: dict[str, Any]) -> None:
         """Scalars for this step, sent with its step time when the step ends."""
         self._scalars.update(values)
@@ -95,67 +106,3 @@ class Phase:
         self._step._phase_ms[self.name] += (time.perf_counter_ns() - self._t0) / 1e6
         leave(self._span, None, exc)
         self._span.end()
-
-
-class TrackioCallback:
-    """A Hugging Face ``TrainerCallback`` without importing transformers: each optimizer
-    step is a ``Step`` (with an ``optimizer`` phase), and ``on_log`` goes to ``run.log``.
-
-    ``Trainer(callbacks=[TrackioCallback(run)])``. Events it does not handle are no-ops.
-    """
-
-    def __init__(self, run: Run) -> None:
-        self.run = run
-        self._step: Step | None = None
-        self._optimizer: Phase | None = None
-
-    @fail_open()
-    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self._end_step()
-        self._step = self.run.step(int(state.global_step) + 1)
-        self._step.__enter__()
-
-    @fail_open()
-    def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if self._step is not None:
-            self._optimizer = self._step.phase("optimizer")
-            self._optimizer.__enter__()
-
-    @fail_open()
-    def on_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if self._optimizer is not None:
-            self._optimizer.__exit__(None, None, None)
-            self._optimizer = None
-
-    @fail_open()
-    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self._end_step()
-
-    @fail_open()
-    def on_log(
-        self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any
-    ) -> None:
-        scalars = {
-            k: v for k, v in (logs or {}).items() if isinstance(v, (int, float)) and k != "step"
-        }
-        if scalars:
-            self.run.log(scalars, step=int(state.global_step))
-
-    @fail_open()
-    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self._end_step()
-        self.run.flush()
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("on_"):
-            return _ignore
-        raise AttributeError(name)
-
-    def _end_step(self) -> None:
-        if self._step is not None:
-            self._step.__exit__(None, None, None)
-            self._step = None
-
-
-def _ignore(*args: Any, **kwargs: Any) -> None:
-    return None

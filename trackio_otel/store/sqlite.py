@@ -38,6 +38,7 @@ from sqlalchemy.dialects.sqlite import Insert, insert
 from sqlalchemy.exc import OperationalError
 
 from trackio_otel.store import Unavailable, rows, schema
+from trackio_otel.store.media_quota import MediaQuota
 from trackio_otel.translate import pdata
 from trackio_otel.translate.conventions.media import MediaFile
 from trackio_otel.translate.identity import digest
@@ -177,6 +178,7 @@ class SQLiteStore:
 
     def __init__(self, trackio_dir: Path | str) -> None:
         self.trackio_dir = Path(trackio_dir)
+        self.media_quota = MediaQuota(self.trackio_dir / "media")  # Trackio's MEDIA_DIR
         self._projects: dict[str, _Project] = {}
         self._lock = threading.Lock()
         self._closed = threading.Event()

@@ -122,7 +122,7 @@ def from_request(request: ExportMetricsServiceRequest) -> Batch:
         for j, scope_metrics in enumerate(resource_metrics.scope_metrics):
             for m, metric in enumerate(scope_metrics.metrics):
                 where = f"resource_metrics[{i}].scope_metrics[{j}].metrics[{m}]"
-                for n, point in enumerate(_points(metric, run, resource.id, batch, where)):
+                for n, point in _points(metric, run, resource.id, batch, where):
                     point.scope_name = scope_metrics.scope.name
                     point.scope_version = scope_metrics.scope.version
                     batch.points.append(point)
@@ -143,8 +143,11 @@ def _point_count(resource_metrics: ResourceMetrics) -> int:
     )
 
 
-def _points(metric: Metric, run: Run, resource_id: str, batch: Batch, where: str) -> list[Point]:
-    """The metric's points; those SQLite cannot hold are rejected into ``batch``."""
+def _points(
+    metric: Metric, run: Run, resource_id: str, batch: Batch, where: str
+) -> list[tuple[int, Point]]:
+    """The metric's points with their index in ``data_points``; those SQLite cannot hold
+    are rejected into ``batch`` (so the indexes of the rest may skip)."""
     kind = metric.WhichOneof("data")
     if kind is None:
         return []
@@ -153,41 +156,45 @@ def _points(metric: Metric, run: Run, resource_id: str, batch: Batch, where: str
     monotonic = getattr(data, "is_monotonic", False)
     points = []
     for d, dp in enumerate(data.data_points):
-        if error := _uint64_error(dp, kind):
-            batch.reject(f"{where}.data_points[{d}]", error)
-            continue
-        attrs = pdata.attributes(dp.attributes)
-        point = Point(
-            uid=digest(
-                resource_id,
-                metric.name,
-                canonical(attrs),
-                dp.start_time_unix_nano,
-                dp.time_unix_nano,
-            ),
-            run=run,
-            resource_id=resource_id,
-            name=metric.name,
-            description=metric.description,
-            unit=metric.unit,
-            type=kind,
-            temporality=temporality,
-            is_monotonic=monotonic,
-            attributes=attrs,
-            start_ns=dp.start_time_unix_nano,
-            time_ns=dp.time_unix_nano,
-            value=None,
-        )
-        if kind in ("gauge", "sum"):
-            number = dp.WhichOneof("value")
-            point.value = float(getattr(dp, number)) if number else None
-        else:
-            point.count, point.sum = dp.count, dp.sum
-            if kind != "summary":
-                point.min = dp.min if dp.HasField("min") else None
-                point.max = dp.max if dp.HasField("max") else None
-            point.buckets = _buckets(kind, dp)
-        points.append(point)
+        point_where = f"{where}.data_points[{d}]"
+        try:
+            if error := _uint64_error(dp, kind):
+                batch.reject(point_where, error)
+                continue
+            attrs = pdata.attributes(dp.attributes)
+            point = Point(
+                uid=digest(
+                    resource_id,
+                    metric.name,
+                    canonical(attrs),
+                    dp.start_time_unix_nano,
+                    dp.time_unix_nano,
+                ),
+                run=run,
+                resource_id=resource_id,
+                name=metric.name,
+                description=metric.description,
+                unit=metric.unit,
+                type=kind,
+                temporality=temporality,
+                is_monotonic=monotonic,
+                attributes=attrs,
+                start_ns=dp.start_time_unix_nano,
+                time_ns=dp.time_unix_nano,
+                value=None,
+            )
+            if kind in ("gauge", "sum"):
+                number = dp.WhichOneof("value")
+                point.value = float(getattr(dp, number)) if number else None
+            else:
+                point.count, point.sum = dp.count, dp.sum
+                if kind != "summary":
+                    point.min = dp.min if dp.HasField("min") else None
+                    point.max = dp.max if dp.HasField("max") else None
+                point.buckets = _buckets(kind, dp)
+            points.append((d, point))
+        except Exception as exc:
+            batch.fail(point_where, exc)
     return points
 
 

@@ -7,9 +7,12 @@ duplicates a row.
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -111,6 +114,17 @@ class Scalars:
 
 
 @dataclass(slots=True)
+class MediaClaim:
+    """The inline images a span or log carries, counted against the project's media quota
+    by the writer before the record is stored (see ``conventions.media.admit``)."""
+
+    where: str
+    record: Span | Log
+    images: list[tuple[str, int]]
+    """(which image, as partial success names it; its decoded bytes)."""
+
+
+@dataclass(slots=True)
 class Batch:
     resources: dict[str, Resource] = field(default_factory=dict)
     spans: list[Span] = field(default_factory=list)
@@ -119,11 +133,21 @@ class Batch:
     scalars: list[Scalars] = field(default_factory=list)
     rejected: int = 0
     errors: list[str] = field(default_factory=list)
+    media: list[MediaClaim] = field(default_factory=list)
+    media_bytes: int = 0
+    """Decoded bytes of the inline images in ``media`` (the request's, for its limit)."""
 
     def reject(self, where: str, why: str, count: int = 1) -> None:
         """``count`` items at ``where`` are not stored, for one reason."""
         self.rejected += count
         self.warn(where, why)
+
+    def fail(self, where: str, exc: Exception) -> None:
+        """Translating one item raised: reject that item, naming the error, instead of
+        failing the whole request (and every retry of it). Still a bug, so it is logged
+        with its traceback."""
+        log.error("could not translate %s", where, exc_info=exc)
+        self.reject(where, f"could not be translated ({type(exc).__name__}: {exc})")
 
     def warn(self, where: str, why: str) -> None:
         """Report a problem with kept data (OTLP partial success with nothing rejected)."""

@@ -80,6 +80,12 @@ class KeyFilter(dict[str, bool]):
         return {k: val for k, val in attrs.items() if self[k]}
 
 
+def text(value: Any) -> str | None:
+    """A string attribute's value, else None: an attribute may hold any value the sender
+    chose (an array, a map), and looking that up in a set of names would raise."""
+    return value if isinstance(value, str) else None
+
+
 def json_number(x: float) -> float | str:
     """Trackio stores non-finite floats as the strings "NaN", "Infinity", "-Infinity"."""
     if math.isfinite(x):
@@ -138,7 +144,13 @@ def now_nano() -> int:
     return int(datetime.now(timezone.utc).timestamp() * 1e9)
 
 
-_DECODER = json.JSONDecoder()
+def _finite_float(text: str) -> float | str:
+    return json_number(float(text))  # 1e999 parses as inf
+
+
+_DECODER = json.JSONDecoder(parse_constant=lambda name: name, parse_float=_finite_float)
+"""Python's decoder also takes ``NaN``, ``Infinity`` and overflowing numbers, which ``dumps``
+(like Trackio's orjson) refuses: they become Trackio's strings for non-finite floats."""
 _JSON_WHITESPACE = " \t\n\r"
 MAX_JSON_DEPTH = 64
 """Deepest JSON taken apart from a string attribute; deeper text stays text. Every later

@@ -222,7 +222,7 @@ def _metadata(views: list[SpanView], first_root: list[SpanView]) -> dict[str, An
         meta["duration_ms"] = round((max(ends) - min(starts)) / 1e6, 3)
     costs = [v.cost_usd for v in generations if isinstance(v.cost_usd, (int, float))]
     if costs:
-        meta["cost_usd"] = sum(costs)
+        meta["cost_usd"] = pdata.json_number(sum(costs))  # 1e308 + 1e308 is inf
     usages = [v.usage for v in generations if v.usage]
     for field in ("input_tokens", "output_tokens", "total_tokens"):
         if usages:

@@ -8,6 +8,7 @@ add one by appending it to ``FAMILIES``.
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -26,6 +27,7 @@ from trackio_otel.translate.conventions import (
 )
 from trackio_otel.translate.model import Log, Span
 
+log = logging.getLogger(__name__)
 STATUS_ERROR = 2
 FAMILIES: list[ModuleType] = [
     openinference,
@@ -89,6 +91,21 @@ class SpanView:
 
 
 def view(span: Span, logs: list[Log]) -> SpanView:
+    """The span as Trackio shows it. Its sender chose every attribute, so should reading a
+    convention fail (a bug), the span is shown plainly with the error in its metadata,
+    logged with its traceback, rather than the whole trace failing now and each time a
+    later span of it arrives."""
+    try:
+        return _view(span, logs)
+    except Exception as exc:
+        log.exception("could not read span %s of trace %s", span.span_id, span.trace_id)
+        v = SpanView(span, metadata=_plain(span.attributes))
+        v.metadata["otel_span_id"] = span.span_id
+        v.metadata["trackio_otel_error"] = f"{type(exc).__name__}: {exc}"
+        return v
+
+
+def _view(span: Span, logs: list[Log]) -> SpanView:
     v = SpanView(span)
     attrs = span.attributes
     if span.status_code == STATUS_ERROR or semconv.ERROR_TYPE in attrs:
@@ -102,7 +119,9 @@ def view(span: Span, logs: list[Log]) -> SpanView:
             family.fill(v, span, logs)
             break
     else:
-        v.metadata = {k: _short(val) for k, val in attrs.items()}
+        v.metadata = _plain(attrs)
+    if v.tool_call_id is not None:  # an attribute: any value the sender chose, an array too
+        v.tool_call_id = str(v.tool_call_id)
     trackio.fill(v, span)
     v.metadata["otel_span_id"] = span.span_id
     if v.convention:
@@ -125,6 +144,10 @@ def _class_name(value: Any) -> str | None:
         return None
     match = _CLASS_REPR.match(str(value))
     return match.group(1) if match else str(value)
+
+
+def _plain(attrs: dict[str, Any]) -> dict[str, Any]:
+    return {k: _short(val) for k, val in attrs.items()}
 
 
 def _short(value: Any) -> Any:

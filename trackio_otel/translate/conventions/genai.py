@@ -97,7 +97,7 @@ def detect(attrs: dict[str, Any]) -> bool:
 
 def fill(v: SpanView, span: Span, logs: list[Log]) -> None:
     a = span.attributes
-    op = a.get(semconv.GEN_AI_OPERATION_NAME)
+    op = pdata.text(a.get(semconv.GEN_AI_OPERATION_NAME))
     if op is None and a.get("mcp.method.name") == "tools/call":
         op = "execute_tool"
     v.kind = (

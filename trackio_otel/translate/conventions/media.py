@@ -17,10 +17,28 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-MAX_IMAGE_BYTES = 8 * 1024 * 1024
+from trackio_otel.translate import pdata
+from trackio_otel.translate.model import Batch, Log, MediaClaim, Span
+
+MIB = 1 << 20
+MAX_IMAGE_BYTES = 8 * MIB
 """Larger inline images are replaced by a text part saying so (never dropped silently)."""
+MAX_REQUEST_MEDIA_BYTES = 32 * MIB
+"""Inline images one request may carry in all; a span or log whose images would go past
+it is rejected (partial success naming the image). The per-project quota is the writer's
+(``store.media_quota``)."""
+MIN_IMAGE_BYTES = 4096
+"""What a tiny image counts for: a file costs at least a file-system block, so a flood of
+one-pixel images is bounded too."""
 IMAGE_TYPE = "trackio.image"
-_DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^;,]*)*?);base64,", re.I)
+_DATA_URL = re.compile(r"^(?i:data):(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^;,]*)*?);base64,")
+"""``;base64,`` in lower case, as every encoder writes it, so text without it holds no data
+URL that can become a file (``inline_images`` relies on it)."""
+_ESCAPED_ASCII = re.compile(r"\\u00[2-7][0-9a-fA-F]")
+"""A JSON escape of a printable ASCII character: the only way JSON text can spell
+``;base64,`` or ``"blob"`` without containing it (``\\u00b0`` and other escapes of
+non-ASCII text, which Python's ``json.dumps`` writes by default, cannot)."""
+_ESCAPED_ASCII_BYTES = re.compile(_ESCAPED_ASCII.pattern.encode())
 _EXTENSIONS = {"image/jpeg": "jpg", "image/svg+xml": "svg", "image/x-icon": "ico"}
 _EXTENSION = re.compile(r"[a-z0-9]{1,10}")
 _UNSAFE_IN_NAME = re.compile(r"[/\\\0]")
@@ -98,3 +116,86 @@ def _image(
 
 def _placeholder(text: str) -> dict[str, Any]:
     return {"type": "text", "text": text}
+
+
+def admit(batch: Batch, where: str, record: Span | Log, sources: dict[str, dict[str, Any]]) -> bool:
+    """Count ``record``'s inline images against the request's ``MAX_REQUEST_MEDIA_BYTES``.
+    ``sources``: name → values to search, e.g. ``{"attributes": its attributes}``. Past the
+    limit the record is rejected, naming the image, and False returned; otherwise it is
+    listed in ``batch.media`` for the project's quota."""
+    images = [image for name, values in sources.items() for image in inline_images(name, values)]
+    if not images:
+        return True
+    total = batch.media_bytes
+    for name, size in images:
+        total += size
+        if total > MAX_REQUEST_MEDIA_BYTES:
+            batch.reject(
+                where,
+                f"{name} ({size / MIB:.1f} MiB) refused: the request's inline images would "
+                f"total {total / MIB:.1f} MiB, over the {MAX_REQUEST_MEDIA_BYTES // MIB} MiB "
+                "limit per request",
+            )
+            return False
+    batch.media_bytes = total
+    batch.media.append(MediaClaim(where, record, images))
+    return True
+
+
+def may_hold_images(payload: bytes) -> bool:
+    """Whether an OTLP request's bytes could carry an inline image: one scan of the request
+    instead of one per attribute (protobuf carries strings as they are; a ``blob`` part
+    may also be a map, where its type is the bare string)."""
+    return (
+        b";base64," in payload
+        or b"blob" in payload
+        or _ESCAPED_ASCII_BYTES.search(payload) is not None
+    )
+
+
+def _may_hold(text: str) -> bool:
+    """Whether text, or the JSON it encodes, could hold an inline image."""
+    return ";base64," in text or '"blob"' in text or _ESCAPED_ASCII.search(text) is not None
+
+
+def inline_images(name: str, values: dict[str, Any]) -> list[tuple[str, int]]:
+    """(``name[key] image n``, decoded bytes) of every inline image ``place`` could write
+    from ``values``: data URLs and base64 ``blob`` parts, as values or in JSON text. An
+    upper bound (one image sent twice counts twice); images over ``MAX_IMAGE_BYTES`` are
+    never written, so they do not count."""
+    found: list[tuple[str, int]] = []
+    for key, value in values.items():
+        kind = value.__class__
+        if kind is str:
+            if not _may_hold(value):
+                continue
+            value = pdata.parse_json(value)
+        elif kind is not list and kind is not dict:
+            continue
+        sizes: list[int] = []
+        _sizes(value, sizes)
+        where = f"{name}[{key}]" if name else key
+        found += [(f"{where} image {n}", size) for n, size in enumerate(sizes, 1)]
+    return found
+
+
+def _sizes(value: Any, out: list[int]) -> None:
+    if isinstance(value, str):
+        if match := _DATA_URL.match(value):
+            _count(len(value) - match.end(), out)
+    elif isinstance(value, list):
+        for item in value:
+            _sizes(item, out)
+    elif isinstance(value, dict):
+        content = value.get("content")
+        if value.get("type") == "blob" and isinstance(content, str):
+            _count(len(content), out)
+            return
+        for item in value.values():
+            _sizes(item, out)
+
+
+def _count(base64_chars: int, out: list[int]) -> None:
+    size = base64_chars * 3 // 4
+    if size <= MAX_IMAGE_BYTES:
+        out.append(max(size, MIN_IMAGE_BYTES))

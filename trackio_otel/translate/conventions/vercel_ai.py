@@ -64,7 +64,7 @@ def detect(attrs: dict[str, Any]) -> bool:
 
 def fill(v: SpanView, span: Span, logs: list[Log]) -> None:
     a = span.attributes
-    op = a.get(OPERATION)
+    op = pdata.text(a.get(OPERATION))
     v.kind = "generation" if op in MODEL_CALLS else "tool" if op == TOOL_CALL else "span"
     v.model = (
         a.get(semconv.GEN_AI_RESPONSE_MODEL)
