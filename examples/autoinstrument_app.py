@@ -1,11 +1,10 @@
 """An app that only uses the OpenTelemetry API: no trackio_otel import at all.
 
-    OTEL_RESOURCE_ATTRIBUTES=trackio.project=myproj opentelemetry-instrument \
-        --traces_exporter trackio --metrics_exporter trackio --logs_exporter trackio \
-        python examples/autoinstrument_app.py
+    trackio-otel run --project myproj -- python examples/autoinstrument_app.py
 
-``opentelemetry-instrument`` builds the providers; the ``trackio`` exporters (entry points
-of this package) write into the Trackio directory, no collector needed.
+Auto-instrumentation builds the providers (trackio-otel is an OpenTelemetry distro); the
+``trackio`` exporters (entry points of this package) write into the Trackio directory,
+no collector needed.
 """
 
 from __future__ import annotations

@@ -86,6 +86,17 @@ def test_torch_training(trackio_dir, project):
     assert per_step == [(5,)] * 6
 
 
+def test_torch_training_defaults_fill_the_system_tab(trackio_dir, project):
+    """20 steps in ~2 s, well inside one 10 s metric interval: only the flush at finish
+    (sampling still on) puts the process metrics on the System tab."""
+    run_example([sys.executable, "examples/torch_training.py", "--project", project], trackio_dir)
+    run = only_run(project)
+    system = SQLiteStorage.get_system_logs(project, run["name"], run_id=run["id"])
+    assert system, "no System-tab rows"
+    keys = set().union(*system)
+    assert {"process/cpu_utilization", "process/memory_rss"} <= keys, keys
+
+
 def test_trl_grpo(trackio_dir, project):
     out = run_example(
         [sys.executable, "examples/trl_grpo.py", "--project", project, "--steps", "2"],

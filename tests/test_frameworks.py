@@ -18,13 +18,28 @@ from tests.stub_openai import CALL_ID, FINAL_ANSWER, serve
 from trackio_otel.translate.conventions import smolagents
 
 ROOT = Path(__file__).resolve().parent.parent
-OWN_ENVIRONMENT = {"llamaindex": ROOT / ".venv-llamaindex" / "bin" / "python"}
-"""Frameworks whose pins conflict with the test extra's, each in the venv ``.ci/run`` makes."""
+OWN_ENVIRONMENT = {"llamaindex": (ROOT / ".venv-llamaindex", "llamaindex")}
+"""Frameworks whose pins conflict with the test extra's: each in a venv of its own extra,
+built on first use (pip's cache makes later builds quick)."""
+
+
+def python_for(framework: str) -> Path:
+    if framework not in OWN_ENVIRONMENT:
+        return Path(sys.executable)
+    venv, extra = OWN_ENVIRONMENT[framework]
+    python = venv / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", "-e", f"{ROOT}[{extra}]"],
+            check=True,
+            timeout=900,
+        )
+    return python
 
 
 def run_framework(framework: str, endpoint: str, project: str) -> dict[str, dict]:
-    python = OWN_ENVIRONMENT.get(framework, Path(sys.executable))
-    assert python.exists(), f"{python} missing: create it as .ci/run does"
+    python = python_for(framework)
     with serve() as base_url:
         done = subprocess.run(
             [
@@ -183,7 +198,7 @@ def test_pydantic_ai(endpoint, project):
 
 def test_llamaindex(endpoint, project):
     """LlamaIndex 0.14 ``FunctionAgent`` under openinference-instrumentation-llama-index 4.6
-    (from ``.venv-llamaindex``): OpenInference marks ``OpenAI._prepare_chat_with_tools`` as
+    (from its own ``.venv-llamaindex``): OpenInference marks ``OpenAI._prepare_chat_with_tools`` as
     LLM too, beside each real call; it is not a second generation."""
     traces = run_framework("llamaindex", endpoint, project)
     assert_tool_agent(traces["scenario agent"])

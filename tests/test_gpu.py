@@ -199,7 +199,22 @@ def test_process_cpu_utilization_sees_work(monkeypatch):
     while time.process_time() - start < 0.1:
         pass
     (point,) = points(reader)["process.cpu.utilization"]
-    assert point.value > 0
+    assert 0 < point.value <= 1
+
+
+def test_process_cpu_utilization_is_not_read_off_clock_ticks(monkeypatch):
+    """Collections milliseconds apart (a run's last one) stay within 0-100%: CPU time
+    counted in 10 ms ticks read one tick over 3 ms as 167% per CPU."""
+    FakeNvml([], init_error=12).install(monkeypatch)
+    reader = InMemoryMetricReader()
+    gpu.start_sampling(MeterProvider(metric_readers=[reader]))
+    values = []
+    for _ in range(30):
+        t = time.process_time()
+        while time.process_time() - t < 0.003:  # a third of a tick: a third of them see one
+            pass
+        values += [p.value for p in points(reader)["process.cpu.utilization"]]
+    assert len(values) == 30 and all(0 <= v <= 1 for v in values), values
 
 
 def test_every_collection_reads_each_gpu_once(monkeypatch):

@@ -7,6 +7,7 @@ import json
 import socket
 import sqlite3
 import time
+from decimal import Decimal
 
 import pytest
 import trackio
@@ -237,3 +238,66 @@ def test_a_failure_inside_the_sdk_never_reaches_the_caller(project, caplog):
     rows = scalar_rows(project, only_run(project))
     assert rows == [{"ok": 1.0, "tensor": 2.5, "timestamp": rows[0]["timestamp"], "step": 0}]
     assert traces_of(project) == []
+
+
+def test_a_non_json_value_keeps_the_generation(project):
+    """One value json cannot encode (a Decimal, a set) is written as text; the generation,
+    its usage and the rest of the chat still land."""
+    with trackio_otel.init(project=project, gpu=False) as run, run.rollout(step=1) as r:
+        r.message("user", "price?")
+        r.generation(
+            model="m", output=[Decimal("1.50"), {"unit": "EUR"}], usage={"output_tokens": 4}
+        )
+    (trace,) = traces_of(project)
+    (gen,) = [s for s in trace["spans"] if s["kind"] == "generation"]
+    assert gen["usage"]["output_tokens"] == 4
+    assert "1.50" in trace["messages"][-1]["content"]
+
+
+def test_log_trace_and_rollout_share_one_vocabulary(project):
+    """OpenAI's usage names (prompt_tokens / completion_tokens) count in both; they used to
+    be read by run.rollout only."""
+    usage = {"prompt_tokens": 9, "completion_tokens": 2}
+    with trackio_otel.init(project=project, gpu=False) as run:
+        run.log_trace(
+            {
+                "spans": [
+                    {"id": "g", "name": "llm", "kind": "generation", "model": "m", "usage": usage}
+                ]
+            },
+            step=1,
+        )
+        with run.rollout(step=2) as r:
+            r.generation(model="m", output="ok", usage=usage)
+    for trace in traces_of(project):
+        (gen,) = [s for s in trace["spans"] if s["kind"] == "generation"]
+        assert (gen["usage"]["input_tokens"], gen["usage"]["output_tokens"]) == (9, 2), trace
+
+
+def test_log_trace_orders_a_deep_reversed_tree(project):
+    """2,000 spans, each the parent of the one listed before it: parents are found by id
+    (this took O(n³) and ran for hours); a cycle and an unknown parent hang off the root."""
+    chain = [
+        {
+            "id": f"s{i}",
+            "name": f"s{i}",
+            "kind": "span",
+            "parent_id": f"s{i + 1}" if i < 1999 else None,
+        }
+        for i in range(2000)
+    ]
+    loop = [
+        {"id": "x", "name": "x", "kind": "span", "parent_id": "y"},
+        {"id": "y", "name": "y", "kind": "span", "parent_id": "x"},
+        {"id": "o", "name": "o", "kind": "span", "parent_id": "nowhere"},
+    ]
+    with trackio_otel.init(project=project, gpu=False) as run:
+        run.log_trace({"spans": chain + loop}, step=1, key="deep")
+    (trace,) = traces_of(project)
+    spans = {s["name"]: s for s in trace["spans"]}
+    assert len(spans) == 2004
+    for i in range(1999):
+        assert spans[f"s{i}"]["parent_id"] == spans[f"s{i + 1}"]["id"]
+    root = spans["deep"]["id"]
+    assert spans["s1999"]["parent_id"] == root and spans["o"]["parent_id"] == root
+    assert root in (spans["x"]["parent_id"], spans["y"]["parent_id"])

@@ -1,4 +1,5 @@
-"""``trackio-otel``: the command line, mirroring the library's ``Collector``."""
+"""``trackio-otel``: the command line, mirroring the library's ``Collector``; ``run`` is
+``sdk.launch``."""
 
 from __future__ import annotations
 
@@ -9,14 +10,36 @@ import sys
 import threading
 from pathlib import Path
 
+from trackio_otel import __version__
 from trackio_otel.collector import MIB, Collector, CollectorConfig
 from trackio_otel.collector.security import TOKEN_ENV, load_token
 from trackio_otel.store import default_trackio_dir
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="trackio-otel", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="trackio-otel",
+        description="OpenTelemetry in, Trackio out: collect OTLP into a Trackio directory, "
+        "or run a program under auto-instrumentation.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser(
+        "run",
+        help="run a program under OpenTelemetry auto-instrumentation, into Trackio",
+        description="Run COMMAND auto-instrumented (as opentelemetry-instrument does) with "
+        "the run's identity set; say which instrumentors loaded or failed, and at exit what "
+        "went where. Without --endpoint (or OTEL_EXPORTER_OTLP_ENDPOINT) data goes straight "
+        "into the Trackio directory. Exits with COMMAND's exit code.",
+        usage="trackio-otel run [--project P] [--run R] [--endpoint URL] -- COMMAND ...",
+    )
+    run.add_argument("--project", help="Trackio project (default: the program's name)")
+    run.add_argument("--run", dest="run_name", help="run name (default: one per process)")
+    run.add_argument("--endpoint", help="OTLP endpoint instead of the Trackio directory")
+    run.add_argument("--trackio-dir", type=Path, help="Trackio directory (default: Trackio's)")
+    run.add_argument(
+        "program", nargs=argparse.REMAINDER, help="COMMAND: the program and its arguments"
+    )
     collect = commands.add_parser(
         "collect",
         help="run the OTLP receiver, writing into a Trackio directory",
@@ -87,6 +110,11 @@ def main(argv: list[str] | None = None) -> int:
         help="seconds between stats lines (default %(default)s)",
     )
     args = parser.parse_args(argv)
+    if args.command == "run":
+        from trackio_otel.sdk import launch
+
+        program = args.program[1:] if args.program[:1] == ["--"] else args.program
+        return launch.run(program, args.project, args.run_name, args.endpoint, args.trackio_dir)
 
     logging.basicConfig(
         level=logging.INFO,

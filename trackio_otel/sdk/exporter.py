@@ -1,24 +1,26 @@
-"""Exporters: SDK objects → OTLP protobuf (the OTel library's own encoders) → the store.
+"""Exporters: SDK records → OTLP protobuf (the OTel library's own encoders) → the store.
 
 The embedded exporters hand the encoded request to a writer process running the
 collector's translation and store, so data written without a collector is byte-for-byte
-what a collector would have written. The
-OTLP exporters are the standard gRPC ones. Both stamp the run's identity on the
-resource they export, because a provider the app created (or an earlier run in the same
-process) carries a resource that cannot be changed.
+what a collector would have written, and answer SUCCESS only once it is committed. The
+OTLP exporters are the standard gRPC ones. Both put the run's identity on the resource
+of what they export (``restamp``), because a provider the app created (or an earlier run
+in the same process) carries a resource that cannot be changed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
-from collections import deque
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Future, wait
 from pathlib import Path
 from typing import Any
 
 from google.protobuf.message import Message
+
+# The logs encoder has no public module in opentelemetry-exporter-otlp-proto-common (the
+# logs SDK itself is ``opentelemetry.sdk._logs``); this is the one the OTLP log exporter uses.
 from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
 from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
@@ -31,59 +33,93 @@ from opentelemetry.sdk.metrics.export import (
     MetricExporter,
     MetricExportResult,
     MetricsData,
+    ResourceMetrics,
 )
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from trackio_otel import semconv
+from trackio_otel.sdk import tally
 from trackio_otel.sdk.failopen import warn_once
 from trackio_otel.store import default_trackio_dir
 from trackio_otel.writer import Result, WriterPool
 
 WRITE_TIMEOUT_S = 60.0
-MAX_IN_FLIGHT = 2
 
 Identity = Mapping[str, str]
-"""Resource attributes that place data in a Trackio project and run."""
+"""Resource attributes that place data in a Trackio project and run (and, where the run
+chose it, ``service.name``)."""
 
 
-def stamp(request: Message, identity: Identity | None) -> None:
-    """Replace every ``trackio.project`` / ``trackio.run.*`` attribute on the resources of
-    an OTLP export request with ``identity``."""
-    if not identity:
-        return
-    for name in ("resource_spans", "resource_logs", "resource_metrics"):
-        for item in getattr(request, name, ()):
-            resource = item.resource
-            keep = [kv for kv in resource.attributes if not _is_identity(kv.key)]
-            del resource.attributes[:]
-            resource.attributes.extend(keep)
-            for key, value in list(identity.items()):  # one snapshot: update_config adds keys
-                kv = resource.attributes.add()
-                kv.key, kv.value.string_value = key, value
+class Restamp:
+    """The run's identity on every resource: ``trackio.project`` / ``trackio.run.*`` (and
+    ``service.name`` when the identity has one) replaced, everything else kept. Runs in
+    one process share its providers, so records carrying another run's ``trackio.run.id``
+    are dropped (records with none, such as an app's own spans, go to every run)."""
 
+    def __init__(self, identity: Identity | None) -> None:
+        self.identity = identity if identity is not None else {}
+        """Read at every export, not copied: ``Run.update_config`` adds to it."""
+        self._resources: dict[int, tuple[Resource, tuple[Any, ...], Resource]] = {}
+        self._lock = threading.Lock()
 
-def _is_identity(key: str) -> bool:
-    return key == semconv.PROJECT or key.startswith("trackio.run.")
+    def resource(self, resource: Resource) -> Resource:
+        identity = tuple(self.identity.items())  # one snapshot per export
+        if not identity:
+            return resource
+        with self._lock:  # one copy per resource (one per provider) and identity
+            cached = self._resources.get(id(resource))
+            if cached is None or cached[0] is not resource or cached[1] != identity:
+                kept = {k: v for k, v in resource.attributes.items() if not self._replaced(k)}
+                stamped = Resource({**kept, **dict(identity)}, resource.schema_url)
+                cached = (resource, identity, stamped)
+                self._resources[id(resource)] = cached
+            return cached[2]
 
+    def spans(self, spans: Sequence[ReadableSpan]) -> list[ReadableSpan]:
+        return [
+            ReadableSpan(
+                name=s.name,
+                context=s.context,
+                parent=s.parent,
+                resource=self.resource(s.resource),
+                attributes=s.attributes,
+                events=s.events,
+                links=s.links,
+                kind=s.kind,
+                status=s.status,
+                start_time=s.start_time,
+                end_time=s.end_time,
+                instrumentation_scope=s.instrumentation_scope,
+            )
+            for s in spans
+            if self._own(s.attributes)
+        ]
 
-def own(records: Sequence[Any], identity: Identity | None, attributes: Any) -> list[Any]:
-    """The records this run's exporters keep. Runs in one process share its providers, so
-    every run's processors see every run's records: those carrying another run's
-    ``trackio.run.id`` are dropped (records with none, such as an app's own spans, go to
-    every run)."""
-    run_id = identity.get(semconv.RUN_ID) if identity else None
-    if run_id is None:
-        return list(records)
-    return [r for r in records if attributes(r).get(semconv.RUN_ID, run_id) == run_id]
+    def logs(self, records: Sequence[ReadableLogRecord]) -> list[ReadableLogRecord]:
+        return [
+            dataclasses.replace(r, resource=self.resource(r.resource))
+            for r in records
+            if self._own(r.log_record.attributes)
+        ]
 
+    def metrics(self, data: MetricsData) -> MetricsData:
+        return MetricsData(
+            resource_metrics=[
+                ResourceMetrics(self.resource(rm.resource), rm.scope_metrics, rm.schema_url)
+                for rm in data.resource_metrics
+            ]
+        )
 
-def _span_attributes(span: ReadableSpan) -> Mapping[str, Any]:
-    return span.attributes or {}
+    def _own(self, attributes: Mapping[str, Any] | None) -> bool:
+        run_id = self.identity.get(semconv.RUN_ID)
+        if run_id is None or not attributes:
+            return True
+        return attributes.get(semconv.RUN_ID, run_id) == run_id
 
-
-def _log_attributes(record: ReadableLogRecord) -> Mapping[str, Any]:
-    return record.log_record.attributes or {}
+    def _replaced(self, key: str) -> bool:
+        return key == semconv.PROJECT or key.startswith("trackio.run.") or key in self.identity
 
 
 class Sink:
@@ -91,10 +127,8 @@ class Sink:
     run: decoding, translation and SQLite run there, not on the training process's GIL.
     ``TRACKIO_OTEL_WRITERS=0`` writes on a thread of this process instead.
 
-    Writes are handed off, not awaited, so the next batch is encoded while the writer
-    commits this one; at most ``MAX_IN_FLIGHT`` wait at a time, which bounds memory.
-    ``flush`` waits for them (the exporters' ``force_flush``/``shutdown`` and the run's
-    ``flush``/``finish`` call it)."""
+    ``write`` waits for the commit, on the SDK's export thread (never the caller's): the
+    batch processor's bounded queue is the only buffer, and its flush means committed."""
 
     _sinks: dict[Path, Sink] = {}
     _sinks_lock = threading.Lock()
@@ -103,8 +137,6 @@ class Sink:
         self.trackio_dir = trackio_dir
         processes = int(os.environ.get("TRACKIO_OTEL_WRITERS", "1"))
         self._pool = WriterPool(trackio_dir, processes)  # started by its first request
-        self._in_flight: deque[Future[Result]] = deque()
-        self._lock = threading.Lock()
 
     @classmethod
     def for_dir(cls, trackio_dir: Path | str | None = None) -> Sink:
@@ -114,68 +146,64 @@ class Sink:
                 cls._sinks[path] = Sink(path)
             return cls._sinks[path]
 
-    @classmethod
-    def flush_all(cls, timeout_s: float) -> bool:
-        with cls._sinks_lock:
-            sinks = list(cls._sinks.values())
-        return all(sink.flush(timeout_s) for sink in sinks)
-
-    def write(self, signal: str, request: Message) -> bool:
-        """Hand one OTLP request to the writer; report problems once, never raise (the
-        caller is an SDK worker thread)."""
+    def write(self, signal: str, request: Message) -> Result | None:
+        """Hand one OTLP request to the writer and wait until it is committed; report
+        problems once, never raise (the caller is an SDK worker thread)."""
         try:
-            future = self._pool.submit(signal, request.SerializeToString())
-        except Exception as exc:  # the writer process could not start
+            result = self._pool.submit(signal, request.SerializeToString()).result(WRITE_TIMEOUT_S)
+        except Exception as exc:  # not committed: the writer could not start, died, timed out
             warn_once(f"trackio-otel: could not write to {self.trackio_dir}: {exc!r}")
-            return False
-        future.add_done_callback(self._report)
-        with self._lock:
-            self._in_flight.append(future)
-            while self._in_flight and self._in_flight[0].done():
-                self._in_flight.popleft()
-            oldest = self._in_flight[0] if len(self._in_flight) > MAX_IN_FLIGHT else None
-        if oldest is not None:
-            wait([oldest], WRITE_TIMEOUT_S)
-        return True
-
-    def flush(self, timeout_s: float) -> bool:
-        """Wait until everything handed off is committed (or failed and reported)."""
-        with self._lock:
-            pending = list(self._in_flight)
-        return not wait(pending, timeout_s).not_done
-
-    def _report(self, future: Future[Result]) -> None:
-        if (exc := future.exception()) is not None:
-            warn_once(f"trackio-otel: could not write to {self.trackio_dir}: {exc}")
-            return
-        for problem in future.result().errors[:1]:  # "where: why"; each why is told once
+            return None
+        for problem in result.errors[:1]:  # "where: why"; each why is told once
             warn_once(f"trackio-otel: telemetry problem: {problem}", key=problem.split(": ", 1)[-1])
+        return result
 
 
-class _Embedded:
-    """What the three embedded exporters share: the sink, the run's identity, flushing
-    (a shared sink is flushed, never closed, at shutdown: other runs may use it)."""
+class _Delivering:
+    """What every exporter here shares: the run's identity (``Restamp``), a name for where
+    it delivers, the tally of what was delivered and the count of what failed (the SDK's
+    processors and metric reader drop an export's result; ``Telemetry.flush`` reads it)."""
+
+    failures = 0
+
+    def _start(self, identity: Identity | None, destination: str) -> None:
+        self._restamp, self.destination = Restamp(identity), destination
+
+    def _delivered(self, ok: bool, count: Any, items: Any) -> bool:
+        if ok:
+            count(self.destination, items)
+        else:
+            self.failures += 1
+        return ok
+
+
+class _Embedded(_Delivering):
+    """The three embedded exporters: nothing is buffered here (``write`` returns once
+    committed), so flush has nothing to wait for; a shared sink is never closed."""
 
     def __init__(self, trackio_dir: Path | str | None = None, identity: Identity | None = None):
         super().__init__()
-        self._sink, self._identity = Sink.for_dir(trackio_dir), identity
+        self._sink = Sink.for_dir(trackio_dir)
+        self._start(identity, f"Trackio directory {self._sink.trackio_dir}")
 
     def _write(self, signal: str, request: Message) -> bool:
-        stamp(request, self._identity)
-        return self._sink.write(signal, request)
+        return self._sink.write(signal, request) is not None
 
     def force_flush(self, timeout_millis: float = 30_000, **kwargs: object) -> bool:
-        return self._sink.flush(timeout_millis / 1000)
+        return True
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: object) -> None:
-        self._sink.flush(timeout_millis / 1000)
+        return None
 
 
 class EmbeddedSpanExporter(_Embedded, SpanExporter):
     """Spans straight into the Trackio directory (no collector, no network)."""
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        ok = self._write("traces", encode_spans(own(spans, self._identity, _span_attributes)))
+        mine = self._restamp.spans(spans)
+        ok = not mine or self._delivered(
+            self._write("traces", encode_spans(mine)), tally.spans, mine
+        )
         return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
 
 
@@ -183,54 +211,75 @@ class EmbeddedLogExporter(_Embedded, LogRecordExporter):
     """Log records (``trackio.log`` scalars, GenAI events) straight into the Trackio directory."""
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
-        ok = self._write("logs", encode_logs(own(batch, self._identity, _log_attributes)))
+        mine = self._restamp.logs(batch)
+        ok = not mine or self._delivered(self._write("logs", encode_logs(mine)), tally.logs, mine)
         return LogRecordExportResult.SUCCESS if ok else LogRecordExportResult.FAILURE
 
 
 class EmbeddedMetricExporter(_Embedded, MetricExporter):
     """Metric points straight into the Trackio directory."""
 
+    def __init__(self, trackio_dir: Path | str | None = None, identity: Identity | None = None):
+        super().__init__(trackio_dir, identity)
+        tally.counts_points(self.destination)
+
     def export(
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: object
     ) -> MetricExportResult:
-        ok = self._write("metrics", encode_metrics(metrics_data))
+        data = self._restamp.metrics(metrics_data)
+        ok = self._delivered(self._write("metrics", encode_metrics(data)), tally.points, data)
         return MetricExportResult.SUCCESS if ok else MetricExportResult.FAILURE
 
 
-class _Stamped:
-    """Mixin for the standard OTLP/gRPC exporters: the run's identity on every resource."""
+class _Stamped(_Delivering):
+    """The standard OTLP/gRPC exporters, stamping the run's identity."""
 
-    def __init__(self, identity: Identity | None = None, **kwargs: object) -> None:
+    def __init__(self, identity: Identity | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._identity = identity
-
-    def _translate_data(self, data: object) -> Message:
-        request = super()._translate_data(data)  # type: ignore[misc]
-        stamp(request, self._identity)
-        return request
+        self._start(identity, f"OTLP {kwargs.get('endpoint', 'endpoint')}")
 
 
 class StampedOTLPSpanExporter(_Stamped, OTLPSpanExporter):
-    def _translate_data(self, data: Sequence[ReadableSpan]) -> Message:
-        return super()._translate_data(own(data, self._identity, _span_attributes))
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        mine = self._restamp.spans(spans)
+        if not mine:
+            return SpanExportResult.SUCCESS
+        result = super().export(mine)
+        self._delivered(result is SpanExportResult.SUCCESS, tally.spans, mine)
+        return result
 
 
 class StampedOTLPLogExporter(_Stamped, OTLPLogExporter):
-    def _translate_data(self, data: Sequence[ReadableLogRecord]) -> Message:
-        return super()._translate_data(own(data, self._identity, _log_attributes))
+    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
+        mine = self._restamp.logs(batch)
+        if not mine:
+            return LogRecordExportResult.SUCCESS
+        result = super().export(mine)
+        self._delivered(result is LogRecordExportResult.SUCCESS, tally.logs, mine)
+        return result
 
 
 class StampedOTLPMetricExporter(_Stamped, OTLPMetricExporter):
-    pass
+    def __init__(self, identity: Identity | None = None, **kwargs: Any) -> None:
+        super().__init__(identity, **kwargs)
+        tally.counts_points(self.destination)
+
+    def export(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
+    ) -> MetricExportResult:
+        data = self._restamp.metrics(metrics_data)
+        result = super().export(data, timeout_millis, **kwargs)
+        self._delivered(result is MetricExportResult.SUCCESS, tally.points, data)
+        return result
 
 
 __all__ = [
     "EmbeddedLogExporter",
     "EmbeddedMetricExporter",
     "EmbeddedSpanExporter",
+    "Restamp",
     "Sink",
     "StampedOTLPLogExporter",
     "StampedOTLPMetricExporter",
     "StampedOTLPSpanExporter",
-    "stamp",
 ]

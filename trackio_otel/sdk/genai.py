@@ -8,9 +8,80 @@ inverse the collector applies, so what the SDK writes is what Trackio shows.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
+from trackio_otel import semconv
+
 Message = dict[str, Any]
+
+
+def to_json(value: Any) -> str:
+    """Text as it is, anything else as JSON; what JSON cannot encode (a Decimal, a set, a
+    tensor) as its ``str``, so one odd value never drops the record it is in."""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+
+
+def usage_attributes(usage: Mapping[str, Any] | None) -> dict[str, int]:
+    """Token counts under the GenAI names; OpenAI's ``prompt_tokens``/``completion_tokens``
+    are accepted too."""
+    usage = usage or {}
+    attrs = {}
+    for names, attribute in (
+        (("input_tokens", "prompt_tokens"), semconv.GEN_AI_USAGE_INPUT_TOKENS),
+        (("output_tokens", "completion_tokens"), semconv.GEN_AI_USAGE_OUTPUT_TOKENS),
+    ):
+        value = next((usage[n] for n in names if usage.get(n) is not None), None)
+        if value is not None:
+            attrs[attribute] = int(value)
+    return attrs
+
+
+def generation_attributes(
+    model: str | None,
+    history: list[Message] | None,
+    answer: Message | None,
+    *,
+    usage: Mapping[str, Any] | None = None,
+    finish_reason: str | None = None,
+    cost_usd: float | None = None,
+    provider: str | None = None,
+    response_model: str | None = None,
+) -> dict[str, Any]:
+    """A ``chat`` span's attributes (``run.rollout`` and ``run.log_trace`` both write these)."""
+    attrs: dict[str, Any] = {semconv.GEN_AI_OPERATION_NAME: "chat"}
+    if model:
+        attrs[semconv.GEN_AI_REQUEST_MODEL] = model
+        attrs[semconv.GEN_AI_RESPONSE_MODEL] = response_model or model
+    if history is not None:
+        attrs[semconv.GEN_AI_INPUT_MESSAGES] = dumps_messages(history)
+    if provider:
+        attrs[semconv.GEN_AI_PROVIDER_NAME] = provider
+    if answer is not None:
+        attrs[semconv.GEN_AI_OUTPUT_MESSAGES] = dumps_output(answer, finish_reason)
+    if finish_reason:
+        attrs[semconv.GEN_AI_RESPONSE_FINISH_REASONS] = [finish_reason]
+    attrs.update(usage_attributes(usage))
+    if cost_usd is not None:
+        attrs[semconv.GEN_AI_USAGE_COST] = float(cost_usd)
+    return attrs
+
+
+def tool_attributes(
+    name: str, call_id: str | None, arguments: Any = None, result: Any = None
+) -> dict[str, Any]:
+    """An ``execute_tool`` span's attributes; ``call_id`` pairs it with the assistant's call."""
+    attrs: dict[str, Any] = {
+        semconv.GEN_AI_OPERATION_NAME: "execute_tool",
+        semconv.GEN_AI_TOOL_NAME: name,
+    }
+    if call_id:
+        attrs[semconv.GEN_AI_TOOL_CALL_ID] = str(call_id)
+    if arguments is not None:
+        attrs[semconv.GEN_AI_TOOL_CALL_ARGUMENTS] = to_json(arguments)
+    if result is not None:
+        attrs[semconv.GEN_AI_TOOL_CALL_RESULT] = to_json(result)
+    return attrs
 
 
 def parts_message(message: Message, finish_reason: str | None = None) -> dict[str, Any]:
@@ -47,13 +118,11 @@ def parts_message(message: Message, finish_reason: str | None = None) -> dict[st
 
 
 def dumps_messages(messages: list[Message]) -> str:
-    return json.dumps([parts_message(m) for m in messages], ensure_ascii=False, default=str)
+    return to_json([parts_message(m) for m in messages])
 
 
 def dumps_output(message: Message, finish_reason: str | None) -> str:
-    return json.dumps(
-        [parts_message(message, finish_reason or "stop")], ensure_ascii=False, default=str
-    )
+    return to_json([parts_message(message, finish_reason or "stop")])
 
 
 def as_message(value: Any, role: str = "assistant") -> Message:
@@ -66,7 +135,7 @@ def as_message(value: Any, role: str = "assistant") -> Message:
         return {
             k: getattr(value, k) for k in ("role", "content", "tool_calls") if hasattr(value, k)
         }
-    return {"role": role, "content": value if isinstance(value, str) else json.dumps(value)}
+    return {"role": role, "content": to_json(value)}
 
 
 def _content_parts(content: Any) -> list[dict[str, Any]]:
@@ -83,9 +152,9 @@ def _content_parts(content: Any) -> list[dict[str, Any]]:
                 url = (item.get("image_url") or {}).get("url", "")
                 parts.append({"type": "uri", "modality": "image", "uri": url})
             else:
-                parts.append({"type": "text", "content": json.dumps(item, default=str)})
+                parts.append({"type": "text", "content": to_json(item)})
         return parts
-    return [{"type": "text", "content": json.dumps(content, default=str)}]
+    return [{"type": "text", "content": to_json(content)}]
 
 
 def _json_or_text(arguments: Any) -> Any:

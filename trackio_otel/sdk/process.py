@@ -48,7 +48,7 @@ class ProcessSampler:
     def __init__(self, meter: Meter) -> None:
         self.active = True
         self._cpus = cpu_count()
-        self._last = (sum(_cpu_seconds()), time.monotonic())
+        self._last = (time.process_time(), time.monotonic())
         meter.create_observable_gauge(
             "process.cpu.utilization",
             [self._utilization],
@@ -80,7 +80,9 @@ class ProcessSampler:
     def _utilization(self, _: CallbackOptions) -> Iterable[Observation]:
         if not self.active:
             return []
-        cpu, now = sum(_cpu_seconds()), time.monotonic()
+        # process_time, not os.times: those count 10 ms ticks, and over the few milliseconds
+        # before a run's last collection one tick read as several hundred percent.
+        cpu, now = time.process_time(), time.monotonic()
         last_cpu, last_now = self._last
         self._last = (cpu, now)
         if now <= last_now:

@@ -8,7 +8,6 @@ convention, so the collector shows the chat, pairs tool spans with tool calls, a
 
 from __future__ import annotations
 
-import json
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -116,30 +115,20 @@ class Rollout:
         """One model call (``chat`` span). ``input`` defaults to the conversation so far;
         ``output`` (text or an OpenAI message) is appended to it. Times are ``time.time()``."""
         history = list(self.messages) if input is None else [genai.as_message(m) for m in input]
-        attrs: dict[str, Any] = {
+        answer = None if output is None else genai.as_message(output)
+        attrs = {
             **self._run.span_attributes(),
-            semconv.GEN_AI_OPERATION_NAME: "chat",
-            semconv.GEN_AI_REQUEST_MODEL: model,
-            semconv.GEN_AI_RESPONSE_MODEL: response_model or model,
-            semconv.GEN_AI_INPUT_MESSAGES: genai.dumps_messages(history),
+            **genai.generation_attributes(
+                model,
+                history,
+                answer,
+                usage=usage,
+                finish_reason=finish_reason,
+                cost_usd=cost_usd,
+                provider=provider,
+                response_model=response_model,
+            ),
         }
-        if provider:
-            attrs[semconv.GEN_AI_PROVIDER_NAME] = provider
-        answer = None
-        if output is not None:
-            answer = genai.as_message(output)
-            attrs[semconv.GEN_AI_OUTPUT_MESSAGES] = genai.dumps_output(answer, finish_reason)
-        if finish_reason:
-            attrs[semconv.GEN_AI_RESPONSE_FINISH_REASONS] = [finish_reason]
-        usage = usage or {}
-        tokens_in = usage.get("input_tokens", usage.get("prompt_tokens"))
-        tokens_out = usage.get("output_tokens", usage.get("completion_tokens"))
-        if tokens_in is not None:
-            attrs[semconv.GEN_AI_USAGE_INPUT_TOKENS] = int(tokens_in)
-        if tokens_out is not None:
-            attrs[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] = int(tokens_out)
-        if cost_usd is not None:
-            attrs[semconv.GEN_AI_USAGE_COST] = float(cost_usd)
         self._child(f"chat {model}", attrs, start_time, end_time, error=None)
         self._generations += 1
         if input is not None:
@@ -162,18 +151,13 @@ class Rollout:
         """One tool execution (``execute_tool`` span). Without ``call_id`` it answers the
         latest unanswered call of ``name``; its result joins the conversation."""
         call_id = call_id or self._pending_call(name)
-        attrs: dict[str, Any] = {
+        result_text = genai.to_json(result)  # serialised once: the span and the chat
+        attrs = {
             **self._run.span_attributes(),
-            semconv.GEN_AI_OPERATION_NAME: "execute_tool",
-            semconv.GEN_AI_TOOL_NAME: name,
+            **genai.tool_attributes(
+                name, call_id, arguments, None if result is None else result_text
+            ),
         }
-        if call_id:
-            attrs[semconv.GEN_AI_TOOL_CALL_ID] = call_id
-        if arguments is not None:
-            attrs[semconv.GEN_AI_TOOL_CALL_ARGUMENTS] = _text(arguments)
-        result_text = _text(result)
-        if result is not None:
-            attrs[semconv.GEN_AI_TOOL_CALL_RESULT] = result_text
         self._child(f"execute_tool {name}", attrs, start_time, end_time, error=error)
         content = result_text if error is None else f"error: {error}"
         self.messages.append({"role": "tool", "tool_call_id": call_id, "content": content})
@@ -217,7 +201,3 @@ class Rollout:
                 if fn.get("name", call.get("name")) == name and call.get("id") not in answered:
                     return call.get("id")
         return None
-
-
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)

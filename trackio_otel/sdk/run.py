@@ -124,23 +124,36 @@ class Run:
         if self._telemetry is not None:
             self._telemetry.identity[semconv.RUN_CONFIG] = _config_json(self.config)
 
-    @fail_open()
-    def flush(self, timeout_s: float = 10.0) -> None:
-        if self._telemetry is not None:
-            self._telemetry.flush(int(timeout_s * 1000))
+    @fail_open(False)
+    def flush(self, timeout_s: float = 10.0) -> bool:
+        """Export and commit everything recorded so far, within ``timeout_s`` for all
+        signals together; False (and one warning) if something did not get out in time."""
+        if self._telemetry is None:
+            return True
+        if not self._telemetry.flush(int(timeout_s * 1000)):
+            report("Run.flush", TimeoutError(f"telemetry not all flushed within {timeout_s} s"))
+            return False
+        return True
 
     @fail_open()
     def finish(self, timeout_s: float = 5.0) -> None:
-        """Flush and shut down the exporters and meter provider this run created; after
-        ``timeout_s`` (a dead endpoint) what is still unsent is dropped."""
+        """Flush every signal (the GPU and process metrics sampled one last time), then shut
+        down the exporters and meter provider this run created, all within ``timeout_s``;
+        past it (a dead endpoint) what is still unsent is dropped, with one warning. Also
+        run by the context manager and at interpreter exit."""
         if self._finished:
             return
         self._finished = True
         atexit.unregister(self.finish)
+        if self._telemetry is None:
+            return
+        deadline = providers.Deadline(timeout_s * 1000)
+        flushed = self._telemetry.flush(deadline.left_ms())
         if self._sampling is not None:
             self._sampling.stop()
-        if self._telemetry is not None and not self._telemetry.shutdown(int(timeout_s * 1000)):
-            report("Run.finish", TimeoutError(f"telemetry not flushed within {timeout_s} s"))
+        closed = self._telemetry.shutdown(deadline.left_ms())
+        if not (flushed and closed):
+            report("Run.finish", TimeoutError(f"telemetry not all flushed within {timeout_s} s"))
 
     @fail_open(SELF)
     def __enter__(self) -> Run:

@@ -8,8 +8,8 @@ back the same messages, execution tree and tool pairing.
 
 from __future__ import annotations
 
-import json
 import time
+from collections import defaultdict
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -55,68 +55,62 @@ def emit_trace(run: Run, trace_obj: Any, step: int, key: str | None) -> None:
         key or "trace", context=otel_context.Context(), attributes=attrs, start_time=start
     )
     created: dict[Any, trace.Span] = {}
-    pending = list(zip(spans, starts, ends, strict=True))
-    while pending:  # parents before children; unknown parents hang off the root
-        ready = [
-            p for p in pending if p[0].get("parent_id") in created or not _has_parent(p, spans)
-        ]
-        for item in ready or pending:
-            s, st, en = item
-            parent = created.get(s.get("parent_id"), root)
-            span = tracer.start_span(
-                str(s.get("name") or s.get("kind") or "span"),
-                context=trace.set_span_in_context(parent),
-                attributes={**run.span_attributes(), **_span_attributes(s)},
-                start_time=st or start,
-            )
-            if s.get("status") == "error" or s.get("error"):
-                span.set_status(Status(StatusCode.ERROR, str(s.get("error") or "error")))
-            span.end(end_time=en or st or start)
-            created[s.get("id", id(s))] = span
-            pending.remove(item)
+    for s, st, en in _parents_first(list(zip(spans, starts, ends, strict=True))):
+        parent = created.get(s.get("parent_id"), root)
+        span = tracer.start_span(
+            str(s.get("name") or s.get("kind") or "span"),
+            context=trace.set_span_in_context(parent),
+            attributes={**run.span_attributes(), **_span_attributes(s)},
+            start_time=st or start,
+        )
+        if s.get("status") == "error" or s.get("error"):
+            span.set_status(Status(StatusCode.ERROR, str(s.get("error") or "error")))
+        span.end(end_time=en or st or start)
+        created[s.get("id", id(s))] = span
     if metadata.get("status") == "error":
         root.set_status(Status(StatusCode.ERROR))
     root.end(end_time=max(end, start))
 
 
-def _has_parent(item: tuple[dict[str, Any], int, int], spans: list[dict[str, Any]]) -> bool:
-    parent = item[0].get("parent_id")
-    return parent is not None and any(s.get("id") == parent for s in spans)
+def _parents_first(items: list[tuple[dict[str, Any], int, int]]) -> list[Any]:
+    """Each span after its parent, in O(n). Spans whose parent is not among them (or that
+    sit on a cycle) hang off the root: they come first, or last for a cycle."""
+    ids = {item[0].get("id") for item in items if item[0].get("id") is not None}
+    children: dict[Any, list[Any]] = defaultdict(list)
+    order = []
+    for item in items:
+        parent = item[0].get("parent_id")
+        if parent is not None and parent in ids and parent != item[0].get("id"):
+            children[parent].append(item)
+        else:
+            order.append(item)
+    for item in order:  # grows while it is walked: breadth first from the roots
+        order.extend(children.pop(item[0].get("id"), ()))
+    placed = {id(item) for item in order}
+    return order + [item for item in items if id(item) not in placed]
 
 
 def _span_attributes(s: dict[str, Any]) -> dict[str, Any]:
     kind, attrs = s.get("kind"), {}
     if kind == "generation":
-        attrs[semconv.GEN_AI_OPERATION_NAME] = "chat"
-        if s.get("model"):
-            attrs[semconv.GEN_AI_REQUEST_MODEL] = attrs[semconv.GEN_AI_RESPONSE_MODEL] = s["model"]
         inp, out = s.get("input"), s.get("output")
-        if isinstance(inp, list) and all(isinstance(m, dict) and "role" in m for m in inp):
-            attrs[semconv.GEN_AI_INPUT_MESSAGES] = genai.dumps_messages(inp)
-        if isinstance(out, str) or (isinstance(out, dict) and "role" in out):
-            attrs[semconv.GEN_AI_OUTPUT_MESSAGES] = genai.dumps_output(genai.as_message(out), None)
-        usage = s.get("usage") or {}
-        for field, name in (
-            ("input_tokens", semconv.GEN_AI_USAGE_INPUT_TOKENS),
-            ("output_tokens", semconv.GEN_AI_USAGE_OUTPUT_TOKENS),
-        ):
-            if usage.get(field) is not None:
-                attrs[name] = int(usage[field])
-        if s.get("cost_usd") is not None:
-            attrs[semconv.GEN_AI_USAGE_COST] = float(s["cost_usd"])
+        history = inp if isinstance(inp, list) and all(_is_message(m) for m in inp) else None
+        answer = genai.as_message(out) if isinstance(out, str) or _is_message(out) else None
+        attrs.update(
+            genai.generation_attributes(
+                s.get("model"), history, answer, usage=s.get("usage"), cost_usd=s.get("cost_usd")
+            )
+        )
     elif kind == "tool":
-        attrs[semconv.GEN_AI_OPERATION_NAME] = "execute_tool"
-        attrs[semconv.GEN_AI_TOOL_NAME] = str(s.get("name", "tool"))
-        if s.get("id") is not None:
-            attrs[semconv.GEN_AI_TOOL_CALL_ID] = str(s["id"])
-        if s.get("input") is not None:
-            attrs[semconv.GEN_AI_TOOL_CALL_ARGUMENTS] = _json(s["input"])
-        if s.get("output") is not None:
-            attrs[semconv.GEN_AI_TOOL_CALL_RESULT] = _json(s["output"])
+        attrs.update(
+            genai.tool_attributes(
+                str(s.get("name", "tool")), s.get("id"), s.get("input"), s.get("output")
+            )
+        )
     else:
         for field in ("input", "output"):
             if s.get(field) is not None:
-                attrs[f"trackio.span.{field}"] = _json(s[field])
+                attrs[f"trackio.span.{field}"] = genai.to_json(s[field])
     if s.get("error"):
         attrs[semconv.ERROR_TYPE] = str(s["error"])[:200]
     for name, value in (s.get("metadata") or {}).items():
@@ -128,11 +122,11 @@ def _attribute(value: Any) -> Any:
     """OTel attributes are primitives (or lists of one primitive type); the rest as JSON."""
     if isinstance(value, (str, bool, int, float)):
         return value
-    return _json(value)
+    return genai.to_json(value)
 
 
-def _json(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+def _is_message(value: Any) -> bool:
+    return isinstance(value, dict) and "role" in value
 
 
 def _ns(value: Any) -> int:

@@ -1,0 +1,131 @@
+"""How the SDK's telemetry leaves the process: SUCCESS means committed, flush has one
+deadline and says when it failed, and the user's OTEL_BSP_* settings win."""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    SimpleSpanProcessor,
+    SpanExportResult,
+)
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from trackio.sqlite_storage import SQLiteStorage
+
+import trackio_otel
+from tests.conftest import free_port, traces_of
+from trackio_otel.sdk import providers
+from trackio_otel.sdk.exporter import EmbeddedSpanExporter
+
+
+def test_embedded_export_answers_success_once_committed(trackio_dir, project):
+    """While Trackio's project lock is held nothing can commit, so export must not answer;
+    once it is released, export answers SUCCESS and the rows are there."""
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"trackio.project": project}))
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    for i in range(50):
+        with provider.get_tracer("t").start_as_current_span(f"s{i}"):
+            pass
+    exporter = EmbeddedSpanExporter(trackio_dir)
+    answers: list[SpanExportResult] = []
+    with open(trackio_dir / f"{project}.lock", "a+") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)  # Trackio's own ProcessLock
+        worker = threading.Thread(
+            target=lambda: answers.append(exporter.export(memory.get_finished_spans()))
+        )
+        worker.start()
+        worker.join(1.5)
+        assert not answers, "answered before anything could commit"
+        fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+    worker.join(60)
+    assert answers == [SpanExportResult.SUCCESS]
+    with sqlite3.connect(SQLiteStorage.get_project_db_path(project)) as db:
+        assert db.execute("SELECT count(*) FROM otel_spans").fetchone() == (50,)
+
+
+def _dead_endpoint_run(project: str) -> trackio_otel.Run:
+    """Spans, log records and process metrics, all for an endpoint nobody listens on."""
+    run = trackio_otel.init(
+        project=project, endpoint=f"127.0.0.1:{free_port()}", embedded=False, gpu=None
+    )
+    with run.rollout(step=0) as r:
+        r.generation(model="m", output="x")
+    run.log({"loss": 1.0})
+    return run
+
+
+def test_flush_keeps_one_shared_deadline(project, monkeypatch, caplog):
+    """Each export retries for 4 s: flush gives up after the 2 s it was given for all
+    signals together (each signal used to get its own, and a metric export its 4 s)."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "4")
+    run = _dead_endpoint_run(project)
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="trackio_otel.sdk"):
+        assert run.flush(timeout_s=2.0) is False
+    elapsed = time.monotonic() - started
+    assert elapsed < 3.5, elapsed
+    assert "Run.flush failed" in caplog.text
+    run.finish(timeout_s=15)  # let the retries end here, not in a later test's log
+
+
+def test_flush_reports_exports_that_failed(project, monkeypatch):
+    """Exports that give up within the deadline still mean nothing was delivered (the
+    SDK's processors drop the result; its force_flush says only that it finished)."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "0.5")
+    run = _dead_endpoint_run(project)
+    assert run.flush(timeout_s=10) is False
+    run.finish(timeout_s=15)
+
+
+@pytest.mark.parametrize(
+    "env, queue, batch",
+    [
+        ({}, 65_536, 4_096),  # ours, sized for training loops
+        ({"OTEL_BSP_MAX_QUEUE_SIZE": "64", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "8"}, 64, 8),
+        ({"OTEL_BSP_MAX_QUEUE_SIZE": "300"}, 300, 300),  # the SDK's own: batch ≤ queue
+    ],
+)
+def test_the_users_batch_settings_win(monkeypatch, env, queue, batch):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    processor = providers._batched(BatchSpanProcessor, InMemorySpanExporter(), "OTEL_BSP")
+    inner = processor._batch_processor  # the SDK keeps the sizes here (private)
+    assert (inner._max_queue_size, inner._max_export_batch_size) == (queue, batch)
+    processor.shutdown()
+
+
+def test_service_name_is_the_project_unless_the_app_set_one(trackio_dir, project):
+    with trackio_otel.init(project=project, gpu=False) as run, run.rollout(step=0) as r:
+        r.generation(model="m", output="x")
+    (trace,) = traces_of(project)
+    assert trace["metadata"]["service_name"] == project  # was unknown_service:python
+
+    app = f"{project}-app"
+    script = (
+        "import sys, trackio_otel\n"
+        "with trackio_otel.init(project=sys.argv[1], gpu=False) as run, run.rollout(step=0) as r:\n"
+        "    r.generation(model='m', output='x')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, app],
+        env={**os.environ, "TRACKIO_DIR": str(trackio_dir), "OTEL_SERVICE_NAME": "the-app"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    (trace,) = traces_of(app)
+    assert trace["metadata"]["service_name"] == "the-app"
