@@ -525,7 +525,11 @@ def shown(project: str) -> dict:
 def in_process_endpoint(trackio_dir: Path) -> Iterator[str]:
     """A collector whose writer runs in this process, so its log is the test's to read."""
     config = CollectorConfig(
-        trackio_dir=trackio_dir, endpoint="127.0.0.1:0", writers=0, stats_interval_s=3600
+        trackio_dir=trackio_dir,
+        endpoint="127.0.0.1:0",
+        http_endpoint=None,
+        writers=0,
+        stats_interval_s=3600,
     )
     with Collector(config) as c:
         yield f"127.0.0.1:{c.port}"

@@ -249,7 +249,9 @@ def files_under(root: Path) -> set[Path]:
 
 def test_a_run_name_with_dot_dot_keeps_its_images_inside_the_media_directory(tmp_path, project):
     trackio_dir = tmp_path / "d1" / "d2" / "d3" / "trackio"  # where ../../../.. would land: inside
-    config = CollectorConfig(trackio_dir=trackio_dir, endpoint="127.0.0.1:0", stats_interval_s=3600)
+    config = CollectorConfig(
+        trackio_dir=trackio_dir, endpoint="127.0.0.1:0", http_endpoint=None, stats_interval_s=3600
+    )
     request = ExportTraceServiceRequest()
     escape = "../../../../x/run"
     attrs = {"trackio.project": project, "trackio.run.name": escape}
@@ -314,7 +316,9 @@ def test_a_request_past_its_media_limit_rejects_the_spans_that_cross_it(
 def quota_collector(trackio_dir: Path, monkeypatch) -> Iterator[str]:
     """A collector whose writer processes allow each project 1 MiB of media."""
     monkeypatch.setenv("TRACKIO_OTEL_PROJECT_MEDIA_MIB", "1")
-    config = CollectorConfig(trackio_dir=trackio_dir, endpoint="127.0.0.1:0", stats_interval_s=3600)
+    config = CollectorConfig(
+        trackio_dir=trackio_dir, endpoint="127.0.0.1:0", http_endpoint=None, stats_interval_s=3600
+    )
     with Collector(config) as c:
         yield f"127.0.0.1:{c.port}"
 

@@ -202,7 +202,11 @@ def test_a_long_trace_without_its_root_lags_then_settles_when_the_writer_is_idle
     from trackio_otel.collector import Collector, CollectorConfig
 
     config = CollectorConfig(
-        trackio_dir=config_dir, endpoint="127.0.0.1:0", writers=1, stats_interval_s=3600
+        trackio_dir=config_dir,
+        endpoint="127.0.0.1:0",
+        http_endpoint=None,
+        writers=1,
+        stats_interval_s=3600,
     )
     with Collector(config) as collector:
         with grpc.insecure_channel(f"127.0.0.1:{collector.port}") as channel:
