@@ -141,6 +141,25 @@ def test_trackio_otel_run_lands_the_chat_and_reports(
     assert last["messages"][-1]["content"] == FINAL_ANSWER
 
 
+def run_app(
+    cwd: Path, trackio_dir: Path, project: str, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """``trackio-otel run --project P -- python app.py`` from this venv, no OTEL_* set."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    return subprocess.run(
+        [
+            str(Path(sys.executable).parent / "trackio-otel"),
+            *("run", "--project", project, "--", "python", "app.py"),
+        ],
+        cwd=cwd,
+        env={**clean, **env, "TRACKIO_DIR": str(trackio_dir)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 def test_trackio_otel_run_reports_an_instrumentor_that_fails_to_import(
     tmp_path, trackio_dir, project
 ):
@@ -157,24 +176,7 @@ def test_trackio_otel_run_reports_an_instrumentor_that_fails_to_import(
     )
     (lib / "broken_instrumentation.py").write_text("import httpx_that_is_not_installed\n")
     (tmp_path / "app.py").write_text("print('ran')\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    done = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "trackio-otel"),
-            "run",
-            "--project",
-            project,
-            "--",
-            "python",
-            "app.py",
-        ],
-        cwd=tmp_path,
-        env={**env, "PYTHONPATH": str(lib), "TRACKIO_DIR": str(trackio_dir)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = run_app(tmp_path, trackio_dir, project, PYTHONPATH=str(lib))
     assert done.returncode == 0, done.stderr
     assert "ran" in done.stdout
     assert (
@@ -246,24 +248,7 @@ PARENT_AND_CHILD = textwrap.dedent(
 
 def test_trackio_otel_run_counts_every_python_process_it_starts(tmp_path, trackio_dir, project):
     (tmp_path / "app.py").write_text(PARENT_AND_CHILD)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    done = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "trackio-otel"),
-            "run",
-            "--project",
-            project,
-            "--",
-            "python",
-            "app.py",
-        ],
-        cwd=tmp_path,
-        env={**env, "TRACKIO_DIR": str(trackio_dir)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = run_app(tmp_path, trackio_dir, project)
     assert done.returncode == 0, done.stderr
     where = f"→ Trackio directory {trackio_dir}"
     line = f"2 spans in 2 traces, 0 metric points, 0 log records {where}"
