@@ -113,6 +113,15 @@ def test_every_arrival_order_of_an_agent_trace_gives_the_row_it_gives_whole(
         for record in sequence:
             write(store, record)
         assert trace_rows(trackio_dir, project) == expected, order
+        assert whole_views(trackio_dir, project) == [], order
+
+
+def whole_views(trackio_dir: Path, project: str) -> list[str]:
+    """Names of the spans whose stored view still holds its input, output and metadata:
+    once a trace's row holds a span as it was made, its view reads them from the row."""
+    with closing(sqlite3.connect(trackio_dir / f"{project}.db")) as db:
+        found = db.execute("SELECT name, view FROM otel_spans").fetchall()
+    return [name for name, raw in found if not span_views.is_thin(raw)]
 
 
 def _trace_of(record: Record) -> str:
@@ -137,6 +146,7 @@ def test_two_writer_processes_given_single_spans_at_once_converge(trackio_dir, s
             for future in [pool.submit(signal, payload) for signal, payload in records]:
                 assert future.result(timeout=60).rejected == 0
             assert trace_rows(trackio_dir, project) == expected, n
+            assert whole_views(trackio_dir, project) == [], n
     finally:
         pool.close()
 
@@ -182,6 +192,8 @@ def long_trace(n: int, *, rooted: bool = True) -> list[PbSpan]:
 def test_a_long_trace_sent_a_few_spans_at_a_time_lands_as_one_whole_trace(
     trackio_dir, store, project
 ):
+    """Its row is merged a dozen times, each from the views stored thin at the previous
+    merge and read back from that row: it ends as the row of the trace sent whole."""
     spans = long_trace(2000)
     for i in range(0, len(spans), 8):
         rows.write(store, translate_spans.from_request(_request(project, spans[i : i + 8])))
@@ -190,6 +202,9 @@ def test_a_long_trace_sent_a_few_spans_at_a_time_lands_as_one_whole_trace(
     assert trace["key"] == "session"
     assert [s["parent_id"] for s in trace["spans"]].count(None) == 1
     assert trace["metadata"]["span_count"] == 2000
+    assert whole_views(trackio_dir, project) == []
+    rows.write(store, translate_spans.from_request(_request(f"{project}-whole", spans)))
+    assert trace_rows(trackio_dir, project) == trace_rows(trackio_dir, f"{project}-whole")
 
 
 def test_a_long_trace_without_its_root_lags_then_settles_when_the_writer_is_idle(
@@ -322,6 +337,10 @@ def test_a_stored_view_reads_back_as_it_was_made(fixture):
     for span in translate_spans.from_request(traces).spans:
         made = view(span, [])
         made.name, made.logs = "shown as", 3  # fields the fixtures leave at their default
-        stored = span_views.encode(made)
+        whole, thin = span_views.encode(made)
         columns = (made.span_id, made.parent_id, made.span_name, made.start_ns, made.end_ns)
-        assert span_views.decode(*columns, stored) == made
+        assert span_views.decode(*columns, whole) == made
+        if thin is not None:  # its input, output and metadata come from its trace's row
+            assert span_views.is_thin(thin) and not span_views.is_thin(whole)
+            io = (made.input, made.output, made.metadata)
+            assert span_views.decode(*columns, thin, io=io) == made

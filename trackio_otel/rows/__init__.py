@@ -98,6 +98,9 @@ class _Trace:
     row: Row | None = None
     """``whole``'s ``traces`` row but its step (which the commit numbers), made with no
     lock held; None when it places media, whose file names need the step."""
+    whole_views: dict[SpanKey, str] = field(default_factory=dict)
+    """The batch's spans of this trace that were stored with thin views, as ``whole`` is
+    their row, and their whole views: written instead should another row be made."""
 
 
 @dataclass
@@ -136,6 +139,7 @@ class Prepared:
             key = _row_key(row)
             self.views.pop(key, None)
             self.traces[key[:2]].alone = False
+            self.traces[key[:2]].whole_views.pop(key, None)
         if self.remade:
             tx.set_views(self.remade)
             changed |= {(r["key_trace_id"], r["key_run_id"]) for r in self.remade}
@@ -183,15 +187,17 @@ def _prepare(store: SQLiteStore, project: str, batch: Batch) -> Prepared:
     for row in stored_spans:  # spans stored earlier whose log events arrive now
         key = (row.trace_id, row.run_id, row.span_id)
         views[key] = _remake(row, runs[row.run_id], list(logs[key].values()))
-        remade.append(_view_row(key, views[key]))
+        remade.append(_view_row(key, span_views.encode(views[key])[0]))
     for s in batch.spans:
         t = traces[(s.trace_id, s.run.run_id)]
         t.root = t.root or s.parent_span_id is None
-    span_rows = []
+    span_rows: dict[SpanKey, Row] = {}
+    encoded = {}  # (whole, thin) view of each span, made before assembly's steps change it
+    made = {key: views[key].metadata for key in by_key}  # a step changing it makes another
     for key, s in by_key.items():
-        row = records.span_row(s)
-        row["view"] = span_views.encode(views[key])  # before assembly's steps change it
-        span_rows.append(row)
+        span_rows[key] = records.span_row(s)
+        encoded[key] = span_views.encode(views[key])
+        span_rows[key]["view"] = encoded[key][0]
     per_trace: dict[TraceKey, list[View]] = defaultdict(list)
     for key, v in views.items():
         per_trace[key[:2]].append(v)
@@ -200,9 +206,13 @@ def _prepare(store: SQLiteStore, project: str, batch: Batch) -> Prepared:
             t.whole, t.alone = trace.assemble(key[0], key[1], per_trace[key]), True
             if t.whole is not None and not t.whole.media:
                 t.row = records.trace_row(t.whole, t.run_name, step=0)
+                for span_key in by_key.keys() & {(*key, v.span_id) for v in per_trace[key]}:
+                    whole, thin = encoded[span_key]
+                    if thin is not None and views[span_key].metadata is made[span_key]:
+                        span_rows[span_key]["view"], t.whole_views[span_key] = thin, whole
     rows = {
         "otel_resources": [records.resource_row(r) for r in batch.resources.values()],
-        "otel_spans": span_rows,
+        "otel_spans": list(span_rows.values()),
         "otel_logs": [records.log_row(log) for log in batch.logs],
         "otel_metric_points": [records.point_row(pt) for pt in batch.points],
         "metrics": [records.scalars_row(s) for s in batch.scalars if s.step is not None],
@@ -251,8 +261,8 @@ def _row_key(row: Any) -> SpanKey:
     return (row.trace_id, row.run_id, row.span_id)
 
 
-def _view_row(key: SpanKey, v: View) -> Row:
-    view = span_views.encode(v)
+def _view_row(key: SpanKey, view: str) -> Row:
+    """An ``otel_spans.view`` update: the view and its span's key."""
     return {"view": view, "key_trace_id": key[0], "key_run_id": key[1], "key_span_id": key[2]}
 
 
@@ -290,7 +300,9 @@ def _remake_stale_views(tx: Tx, p: Prepared) -> set[TraceKey]:
     for row in rows:
         key = (row.trace_id, row.run_id, row.span_id)
         p.views[key] = _remake(row, runs[row.run_id], logs[key])
-        remade.append(_view_row(key, p.views[key]))
+        remade.append(_view_row(key, span_views.encode(p.views[key])[0]))
+        if (trace_key := key[:2]) in p.traces:  # its view from the batch is stale too
+            p.traces[trace_key].whole_views.pop(key, None)
     tx.set_views(remade)
     return {(r.trace_id, r.run_id) for r in rows}
 
@@ -321,6 +333,14 @@ def _update_traces(
             continue
         new_states.append(_state(key, t.run_name, n, n, root, dirty=False))
     rows = {k: t.row for k, t in traces.items() if t.row is not None and merge.get(k) is t.whole}
+    tx.set_views(  # views stored thin for a row not made after all: whole again
+        [
+            _view_row(span_key, whole)
+            for k, t in traces.items()
+            if merge.get(k) is not t.whole
+            for span_key, whole in t.whole_views.items()
+        ]
+    )
     _merge(tx, project, merge, {k: t.run_name for k, t in traces.items()}, rows)
     tx.upsert("otel_trace_state", new_states)
 
@@ -363,10 +383,17 @@ def _merge(
     those in ``made`` already have their row, less its step."""
     made = made or {}
     stored = tx.views([k for k, a in traces.items() if a is None])
+    thin_in = [k for k, rs in stored.items() if any(span_views.is_thin(r[-1]) for r in rs)]
+    row_spans = tx.trace_spans(records.trace_row_id(k[1], k[0]) for k in thin_in)
     assembled: list[tuple[trace.Assembled, str]] = []
+    thinned: list[Row] = []
     for key, a in traces.items():
         if a is None:
-            a = trace.assemble(key[0], key[1], [span_views.decode(*r) for r in stored.get(key, [])])
+            spans = row_spans.get(records.trace_row_id(key[1], key[0]))
+            io = span_views.row_io(spans) if spans else {}
+            a, thin = _assemble_stored(key, stored.get(key, []), io)
+            if a is not None and not a.media:
+                thinned += thin
         if a is not None:
             assembled.append((a, run_names[key]))
     if not assembled:
@@ -395,6 +422,7 @@ def _merge(
                 rollout_steps[(a.run_id, before)] = run_name
     tx.write_media((f.path, f.data) for f in files.values())
     tx.upsert("traces", trace_rows)
+    tx.set_views(thinned)
     statistics = [_rollout_statistics(tx, *k, name) for k, name in rollout_steps.items()]
     stale = tx.existing_metrics(r["log_id"] for r in statistics if r["metrics"] is None)
     tx.upsert(
@@ -405,6 +433,22 @@ def _merge(
             if r["metrics"] is not None or r["log_id"] in stale
         ],
     )
+
+
+def _assemble_stored(
+    key: TraceKey, stored: list[Any], io: dict[str, span_views.Io]
+) -> tuple[trace.Assembled | None, list[Row]]:
+    """A trace's row content from its stored views (``io``: thin ones' input and output,
+    from the trace's row), and thin views for those stored whole, to write once the row
+    that holds their input and output is."""
+    views, thin = [], []
+    for r in stored:
+        v = span_views.decode(*r, io=io.get(r[0]))
+        if not span_views.is_thin(r[-1]) and (made := span_views.encode(v)[1]) is not None:
+            thin.append((v, v.metadata, _view_row((*key, r[0]), made)))  # before the steps
+        views.append(v)
+    a = trace.assemble(key[0], key[1], views)
+    return a, [row for v, metadata, row in thin if v.metadata is metadata]
 
 
 def _rollout_statistics(tx: Tx, run_id: str, step: int, run_name: str) -> Row:

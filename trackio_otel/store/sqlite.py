@@ -446,6 +446,7 @@ _SPAN_COUNTS = _Query(
     )
 )
 _STEPS = _Query(lambda ids: select(_tr.c.id, _tr.c.step).where(_tr.c.id.in_(ids)))
+_TRACE_SPANS = _Query(lambda ids: select(_tr.c.id, _tr.c.spans).where(_tr.c.id.in_(ids)))
 _LAST_STEP = _Query(
     lambda ids: select(func.max(_tr.c.step).label("step")).where(_tr.c.run_id.in_(ids))
 )
@@ -509,6 +510,10 @@ class Tx:
     def trace_steps(self, row_ids: Iterable[str]) -> dict[str, int]:
         """The step of each ``traces`` row already there."""
         return {r.id: r.step for r in _STEPS.rows(self.db, row_ids)}
+
+    def trace_spans(self, row_ids: Iterable[str]) -> dict[str, str]:
+        """The ``spans`` JSON of each ``traces`` row already there."""
+        return {r.id: r.spans for r in _TRACE_SPANS.rows(self.db, row_ids)}
 
     def traces_at(self, run_id: str, step: int) -> list[Any]:
         """(timestamp, metadata) of the run's trace rows at this step."""
