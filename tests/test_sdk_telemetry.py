@@ -13,6 +13,7 @@ import threading
 import time
 
 import pytest
+from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import (
@@ -25,19 +26,26 @@ from trackio.sqlite_storage import SQLiteStorage
 
 import trackio_otel
 from tests.conftest import free_port, traces_of
+from trackio_otel.sdk import exporter as exporter_module
 from trackio_otel.sdk import providers
 from trackio_otel.sdk.exporter import EmbeddedSpanExporter
 
 
 def test_embedded_export_answers_success_once_committed(trackio_dir, project):
     """While Trackio's project lock is held nothing can commit, so export must not answer;
-    once it is released, export answers SUCCESS and the rows are there."""
+    once it is released, export answers SUCCESS and the rows are there. The export is
+    larger than one request to the writer, and its traces' spans are interleaved."""
     memory = InMemorySpanExporter()
     provider = TracerProvider(resource=Resource.create({"trackio.project": project}))
     provider.add_span_processor(SimpleSpanProcessor(memory))
-    for i in range(50):
-        with provider.get_tracer("t").start_as_current_span(f"s{i}"):
-            pass
+    tracer = provider.get_tracer("t")
+    roots = [tracer.start_span(f"s{i}") for i in range(400)]
+    for _ in range(2):
+        for root in roots:  # each trace's spans end 400 spans apart
+            tracer.start_span("child", context=trace.set_span_in_context(root)).end()
+    for root in roots:
+        root.end()
+    assert len(memory.get_finished_spans()) > 2 * exporter_module.CHUNK_RECORDS
     exporter = EmbeddedSpanExporter(trackio_dir)
     answers: list[SpanExportResult] = []
     with open(trackio_dir / f"{project}.lock", "a+") as lock:
@@ -52,7 +60,9 @@ def test_embedded_export_answers_success_once_committed(trackio_dir, project):
     worker.join(60)
     assert answers == [SpanExportResult.SUCCESS]
     with sqlite3.connect(SQLiteStorage.get_project_db_path(project)) as db:
-        assert db.execute("SELECT count(*) FROM otel_spans").fetchone() == (50,)
+        assert db.execute("SELECT count(*) FROM otel_spans").fetchone() == (1200,)
+    traces = traces_of(project)
+    assert len(traces) == 400 and {len(t["spans"]) for t in traces} == {3}
 
 
 def _dead_endpoint_run(project: str) -> trackio_otel.Run:

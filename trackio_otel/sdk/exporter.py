@@ -13,7 +13,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,11 @@ from trackio_otel.store import default_trackio_dir
 from trackio_otel.writer import Result, WriterPool
 
 WRITE_TIMEOUT_S = 60.0
+CHUNK_RECORDS = 512
+"""Records per request to the writer. An export of more is encoded a chunk at a time, so
+this thread encodes the next chunk while the writer process commits the one before
+(encoding costs about a third of what the writer does with it); the export still returns
+only once every chunk is committed."""
 
 Identity = Mapping[str, str]
 """Resource attributes that place data in a Trackio project and run (and, where the run
@@ -146,17 +152,27 @@ class Sink:
                 cls._sinks[path] = Sink(path)
             return cls._sinks[path]
 
-    def write(self, signal: str, request: Message) -> Result | None:
-        """Hand one OTLP request to the writer and wait until it is committed; report
-        problems once, never raise (the caller is an SDK worker thread)."""
+    def write(self, signal: str, requests: Iterator[Message]) -> bool:
+        """Hand OTLP requests to the writer as they are made, then wait until all are
+        committed; report problems once, never raise (the caller is an SDK worker thread)."""
         try:
-            result = self._pool.submit(signal, request.SerializeToString()).result(WRITE_TIMEOUT_S)
-        except Exception as exc:  # not committed: the writer could not start, died, timed out
-            warn_once(f"trackio-otel: could not write to {self.trackio_dir}: {exc!r}")
-            return None
+            pending = [self._pool.submit(signal, r.SerializeToString()) for r in requests]
+        except Exception as exc:  # the writer could not start
+            return self._failed(exc)
+        return all([self._committed(f) for f in pending])
+
+    def _committed(self, pending: Future[Result]) -> bool:
+        try:
+            result = pending.result(WRITE_TIMEOUT_S)
+        except Exception as exc:  # not committed: the writer died or timed out
+            return self._failed(exc)
         for problem in result.errors[:1]:  # "where: why"; each why is told once
             warn_once(f"trackio-otel: telemetry problem: {problem}", key=problem.split(": ", 1)[-1])
-        return result
+        return True
+
+    def _failed(self, exc: Exception) -> bool:
+        warn_once(f"trackio-otel: could not write to {self.trackio_dir}: {exc!r}")
+        return False
 
 
 class _Delivering:
@@ -187,7 +203,18 @@ class _Embedded(_Delivering):
         self._start(identity, f"Trackio directory {self._sink.trackio_dir}")
 
     def _write(self, signal: str, request: Message) -> bool:
-        return self._sink.write(signal, request) is not None
+        return self._sink.write(signal, iter([request]))
+
+    def _write_chunked(
+        self,
+        signal: str,
+        records: Sequence[Any],
+        encode: Callable[[list[Any]], Message],
+        trace_of: Callable[[Any], Hashable],
+    ) -> bool:
+        """``records`` as requests of about ``CHUNK_RECORDS``, a trace's records together
+        (a trace sent whole is assembled once)."""
+        return self._sink.write(signal, map(encode, _chunks(records, trace_of)))
 
     def force_flush(self, timeout_millis: float = 30_000, **kwargs: object) -> bool:
         return True
@@ -202,7 +229,9 @@ class EmbeddedSpanExporter(_Embedded, SpanExporter):
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         mine = self._restamp.spans(spans)
         ok = not mine or self._delivered(
-            self._write("traces", encode_spans(mine)), tally.spans, mine
+            self._write_chunked("traces", mine, encode_spans, lambda s: s.context.trace_id),
+            tally.spans,
+            mine,
         )
         return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
 
@@ -212,7 +241,8 @@ class EmbeddedLogExporter(_Embedded, LogRecordExporter):
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
         mine = self._restamp.logs(batch)
-        ok = not mine or self._delivered(self._write("logs", encode_logs(mine)), tally.logs, mine)
+        written = self._write_chunked("logs", mine, encode_logs, lambda r: r.log_record.trace_id)
+        ok = not mine or self._delivered(written, tally.logs, mine)
         return LogRecordExportResult.SUCCESS if ok else LogRecordExportResult.FAILURE
 
 
@@ -229,6 +259,20 @@ class EmbeddedMetricExporter(_Embedded, MetricExporter):
         data = self._restamp.metrics(metrics_data)
         ok = self._delivered(self._write("metrics", encode_metrics(data)), tally.points, data)
         return MetricExportResult.SUCCESS if ok else MetricExportResult.FAILURE
+
+
+def _chunks(records: Sequence[Any], trace_of: Callable[[Any], Hashable]) -> Iterator[list[Any]]:
+    by_trace: dict[Hashable, list[Any]] = {}
+    for record in records:
+        by_trace.setdefault(trace_of(record), []).append(record)
+    chunk: list[Any] = []
+    for trace in by_trace.values():
+        chunk += trace
+        if len(chunk) >= CHUNK_RECORDS:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 class _Stamped(_Delivering):
