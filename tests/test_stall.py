@@ -7,6 +7,7 @@ the old thread-pool gRPC server blocked every Export until the silent connection
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import Iterator
 from contextlib import ExitStack, closing, contextmanager, suppress
@@ -15,6 +16,7 @@ import grpc
 import h2.config
 import h2.connection
 import h2.events
+from google.rpc import code_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpans
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpans
@@ -22,6 +24,7 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 
 from tests.conftest import traces_of
 from tests.test_http_receiver import finished_spans
+from trackio_otel.collector import Collector, CollectorConfig
 from trackio_otel.collector.receiver import MAX_STREAMS_PER_CONNECTION
 
 SILENT_STREAMS = 64
@@ -117,3 +120,48 @@ def test_slowloris_http_clients_block_nobody(collector, project):
         assert export(exporter, project, "past-slowloris") == SpanExportResult.SUCCESS
         assert healthy(collector.port)
     assert {t["key"] for t in traces_of(project)} == {"past-slowloris"}
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    """What the server sends until it closes the connection (a deadline fails the test)."""
+    sock.settimeout(10)
+    answer = b""
+    while chunk := sock.recv(65536):
+        answer += chunk
+    return answer
+
+
+def test_stalled_requests_get_408_or_are_closed_and_free_their_sockets(trackio_dir, project):
+    """Once ``http_read_timeout_s`` passes: a client that promised a body and stopped
+    sending it gets 408 with a Status naming the stall, and its connection closed; one
+    that sent half its headers, and one that sent nothing, are closed. Nothing they sent
+    is stored, and a real exporter meanwhile lands."""
+    config = CollectorConfig(
+        trackio_dir=trackio_dir,
+        endpoint="127.0.0.1:0",
+        http_endpoint="127.0.0.1:0",
+        http_read_timeout_s=0.5,
+        stats_interval_s=3600,
+    )
+    with Collector(config) as c, ExitStack() as stack:
+        s, half, silent = (
+            stack.enter_context(closing(socket.create_connection(("127.0.0.1", c.http_port))))
+            for _ in range(3)
+        )
+        s.sendall(
+            b"POST /v1/traces HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n{"
+        )
+        half.sendall(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Ty")
+        http_url = f"http://127.0.0.1:{c.http_port}/v1/traces"
+        assert export(HttpSpans(endpoint=http_url, timeout=10), project, "beside") == (
+            SpanExportResult.SUCCESS
+        )
+        answer = read_until_closed(s)
+        assert read_until_closed(half) == read_until_closed(silent) == b""  # closed unanswered
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 "), head
+    status = json.loads(body)
+    assert status["code"] == code_pb2.DEADLINE_EXCEEDED
+    assert "no body bytes for 0.5 s (got 1)" in status["message"]
+    assert {t["key"] for t in traces_of(project)} == {"beside"}

@@ -91,6 +91,14 @@ def main(argv: list[str] | None = None) -> int:
         help="largest request accepted (default %(default)s MiB)",
     )
     collect.add_argument(
+        "--http-read-timeout",
+        type=float,
+        default=defaults.http_read_timeout_s,
+        metavar="SECONDS",
+        help="close an OTLP/HTTP connection whose headers take longer, or whose body "
+        "sends nothing this long (408) (default %(default)g)",
+    )
+    collect.add_argument(
         "--max-queue-mib",
         type=int,
         default=defaults.max_queue_bytes // MIB,
@@ -133,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             auth_token=load_token(args.auth_token_file),
             max_message_bytes=args.max_message_mib * MIB,
             max_queue_bytes=args.max_queue_mib * MIB,
+            http_read_timeout_s=args.http_read_timeout,
             writers=args.writers,
             stats_interval_s=args.stats_interval,
         )

@@ -107,8 +107,14 @@ class Collector:
         self._grpc = Receiver(self.pipeline, grpc_endpoint, c.max_message_bytes, tls, c.auth_token)
         self.port = self._grpc.port
         if http_endpoint:
-            asgi = http.app(self.pipeline, c.max_message_bytes, c.auth_token, c.http_cors_origins)
-            self._http = http.HttpReceiver(asgi, http_endpoint, tls)
+            asgi = http.app(
+                self.pipeline,
+                c.max_message_bytes,
+                c.auth_token,
+                c.http_cors_origins,
+                c.http_read_timeout_s,
+            )
+            self._http = http.HttpReceiver(asgi, http_endpoint, tls, c.http_read_timeout_s)
             self.http_port = self._http.port
 
     async def _serve(self) -> None:

@@ -53,6 +53,10 @@ class CollectorConfig:
     """Request bytes held (decoding, queued, committing) before exporters are told to back off."""
     writers: int = field(default_factory=default_processes)
     """Writer processes (decode, translate, commit); 0 runs one writer thread in process."""
+    http_read_timeout_s: float = 30.0
+    """An OTLP/HTTP connection whose request headers take longer than this is closed, and
+    a body that sends no byte for this long is answered 408 and closed, so a stalled
+    client holds no socket (``--http-read-timeout``)."""
     write_timeout_s: float = 60.0
     """A request whose writer has not answered by then is answered UNAVAILABLE / 503."""
     stats_interval_s: float = 30.0

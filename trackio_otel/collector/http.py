@@ -11,6 +11,8 @@ writer decodes it. Answers, in the request's content type:
 - 401: a token is set and the request did not carry it; nothing kept.
 - 405 (not POST), 404 (another path), 413 (larger than ``max_message_bytes``, before or
   after decompression), 415 (another content type or content encoding).
+- 408: the body stalled (no byte for ``read_timeout_s``); the connection is closed. A
+  connection whose request line and headers take longer than that is closed unanswered.
 - 429 + ``Retry-After``: the queue is full. 503 + ``Retry-After``: shutting down, the
   database stayed locked, a writer died or did not answer in time. The OTel exporters
   (Python, Node) retry both and honour the header.
@@ -26,7 +28,10 @@ import socket
 import ssl
 import zlib
 from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any
 
+import h11
 import uvicorn
 from google.protobuf import json_format
 from google.protobuf.message import Message
@@ -37,6 +42,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from trackio_otel.collector.config import Endpoint
 from trackio_otel.collector.otlp import RETRY_DELAY_S, SIGNALS, Signal
@@ -67,11 +73,12 @@ def app(
     max_message_bytes: int,
     token: str | None = None,
     cors_origins: tuple[str, ...] = (),
+    read_timeout_s: float = 30.0,
 ) -> Starlette:
     routes = [
         Route(
             f"/v1/{s.name}",
-            export_endpoint(s, pipeline, max_message_bytes, token),
+            export_endpoint(s, pipeline, max_message_bytes, token, read_timeout_s),
             methods=["POST"],
         )
         for s in SIGNALS
@@ -84,7 +91,11 @@ def app(
 
 
 def export_endpoint(
-    signal: Signal, pipeline: Pipeline, max_message_bytes: int, token: str | None
+    signal: Signal,
+    pipeline: Pipeline,
+    max_message_bytes: int,
+    token: str | None,
+    read_timeout_s: float,
 ) -> Callable[[Request], Awaitable[Response]]:
     async def export(request: Request) -> Response:
         media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
@@ -101,7 +112,7 @@ def export_endpoint(
                     f"content type {media_type or 'none'!r}: send application/x-protobuf "
                     "or application/json",
                 )
-            payload = await read_body(request, max_message_bytes)
+            payload = await read_body(request, max_message_bytes, read_timeout_s)
             result = await pipeline.export(signal.name, payload, encoding)
         except Refused as exc:
             return _status_response(exc, encoding)
@@ -119,8 +130,9 @@ def export_endpoint(
     return export
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, decompressed, at most ``limit`` bytes either way."""
+async def read_body(request: Request, limit: int, idle_s: float) -> bytes:
+    """The request body, decompressed, at most ``limit`` bytes either way; refused once
+    it sends nothing for ``idle_s`` (uvicorn sets no deadline on a body)."""
     content_encoding = request.headers.get("content-encoding", "identity").strip().lower()
     if content_encoding not in ("identity", *_WBITS):
         raise Refused(
@@ -132,8 +144,15 @@ async def read_body(request: Request, limit: int) -> bytes:
     if declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
+    chunks = request.stream().__aiter__()
+    while True:
+        try:
+            body += await asyncio.wait_for(chunks.__anext__(), idle_s)
+        except StopAsyncIteration:
+            break
+        except asyncio.TimeoutError:
+            message = f"no body bytes for {idle_s:g} s (got {len(body)})"
+            raise Refused(408, code_pb2.DEADLINE_EXCEEDED, message) from None
         if len(body) > limit:
             raise _too_large(limit)
     if content_encoding == "identity":
@@ -183,14 +202,63 @@ def _status_response(refused: Refused, encoding: str | None) -> Response:
         response.headers["Retry-After"] = str(RETRY_DELAY_S)
     if refused.status == 401:
         response.headers["WWW-Authenticate"] = "Bearer"
+    if refused.status == 408:  # the rest of its body may still come: not on this connection
+        response.headers["Connection"] = "close"
     return response
+
+
+class _HeadersInTime(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol, closing a connection whose request line and headers
+    have not arrived ``headers_timeout_s`` after it opened or answered its last request:
+    uvicorn sets no such deadline (its keep-alive timer stops at the first byte), so a
+    client sending half a request, or nothing, would hold its socket for ever."""
+
+    def __init__(self, *args: Any, headers_timeout_s: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._headers_timeout_s = headers_timeout_s
+        self._headers_due: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._await_headers()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._headers_due is not None and self.conn.their_state is not h11.IDLE:
+            self._headers_due.cancel()  # the request's headers are in
+            self._headers_due = None
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._await_headers()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._headers_due is not None:
+            self._headers_due.cancel()
+        super().connection_lost(exc)
+
+    def _await_headers(self) -> None:
+        if self._headers_due is not None:
+            self._headers_due.cancel()
+        self._headers_due = self.loop.call_later(self._headers_timeout_s, self._headers_late)
+
+    def _headers_late(self) -> None:
+        self._headers_due = None
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            self.transport.close()
 
 
 class HttpReceiver:
     """uvicorn on a socket bound here, so a bad address fails at ``__init__`` with the OS's
     reason (uvicorn would exit the process)."""
 
-    def __init__(self, asgi: Starlette, endpoint: Endpoint, tls: TLS | None = None) -> None:
+    def __init__(
+        self,
+        asgi: Starlette,
+        endpoint: Endpoint,
+        tls: TLS | None = None,
+        read_timeout_s: float = 30.0,
+    ) -> None:
         try:
             family = socket.getaddrinfo(endpoint.host.strip("[]"), endpoint.port)[0][0]
             self._socket = socket.socket(family, socket.SOCK_STREAM)
@@ -202,6 +270,7 @@ class HttpReceiver:
         self.port = self._socket.getsockname()[1]
         self._config = uvicorn.Config(
             asgi,
+            http=partial(_HeadersInTime, headers_timeout_s=read_timeout_s),
             lifespan="off",
             log_config=None,
             access_log=False,
