@@ -13,6 +13,7 @@ Seeded: ``TRACKIO_OTEL_FUZZ_SEED`` replays a run (the failing seed is in the mes
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import logging
 import math
@@ -26,6 +27,8 @@ from pathlib import Path
 
 import grpc
 import pytest
+import requests
+from google.protobuf.json_format import MessageToDict
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
@@ -36,6 +39,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from trackio.sqlite_storage import SQLiteStorage
 
 from tests.conftest import load_fixture, runs
+from tests.test_http_receiver import hex_ids
 from trackio_otel.collector import Collector, CollectorConfig
 
 SEED = int(os.environ.get("TRACKIO_OTEL_FUZZ_SEED", "20261201"))
@@ -614,3 +618,158 @@ def _call(export: Callable, payload: bytes) -> tuple[grpc.StatusCode, str]:
     except grpc.RpcError as exc:
         return exc.code(), exc.details() or ""
     return grpc.StatusCode.OK, ""
+
+
+# --- OTLP/JSON over HTTP --------------------------------------------------------------------
+JSON_REQUESTS = 800
+JSON_DEADLINE_S = 25.0
+NASTY_JSON: list[object] = [
+    None,
+    True,
+    -1,
+    2**64,
+    -(2**63) - 1,
+    10**400,
+    1e308,
+    "",
+    "zz",
+    "0" * 31,
+    "\x00",
+    "NaN",
+    [],
+    {},
+    {"stringValue": None},
+    {"intValue": "x"},
+    {"doubleValue": "Infinity"},
+    {"arrayValue": {"values": [{"kvlistValue": {"values": [{"key": 1}]}}]}},
+    "p" * 300,
+]
+
+
+class JsonFuzzer:
+    """OTLP/JSON from the recorded fixtures with values swapped for hostile ones, keys
+    dropped, lists repeated, nesting deepened, or the text itself cut and flipped."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+        self.seeds: list[tuple[str, dict]] = []
+        for name in FIXTURES:
+            traces, logs = load_fixture(name, "fuzz-json")
+            self.seeds.append(("traces", hex_ids(MessageToDict(traces))))
+            if logs.ByteSize():
+                self.seeds.append(("logs", hex_ids(MessageToDict(logs))))
+
+    def request(self) -> tuple[str, bytes]:
+        rng = self.rng
+        signal, seed = rng.choice(self.seeds)
+        tree = copy.deepcopy(seed)
+        for _ in range(rng.randrange(1, 8)):
+            self.mutate(tree)
+        text = json.dumps(tree, ensure_ascii=rng.random() < 0.5).encode()
+        if rng.random() < 0.15:  # the text itself: cut or a flipped bit
+            i = rng.randrange(len(text))
+            flipped = text[:i] + bytes([text[i] ^ 1]) + text[i + 1 :]
+            text = text[:i] if rng.random() < 0.5 else flipped
+        return signal, text
+
+    def mutate(self, tree: object) -> None:
+        rng = self.rng
+        parent, key = self.pick(tree)
+        if parent is None:
+            return
+        op = rng.random()
+        if op < 0.5:
+            value = rng.choice(NASTY_JSON)
+            parent[key] = copy.deepcopy(value) if isinstance(value, (list, dict)) else value
+        elif op < 0.65 and isinstance(parent, dict):
+            del parent[key]
+        elif op < 0.8 and isinstance(parent[key], list) and parent[key]:
+            parent[key] = parent[key] * rng.randrange(2, 10)
+        elif op < 0.9:
+            nested: object = parent[key]
+            for _ in range(rng.choice([10, 70, 300])):
+                nested = [nested]
+            parent[key] = nested
+        else:
+            parent[key] = rng.choice(NASTY_TEXT)[:10_000]
+
+    def pick(self, tree: object) -> tuple[dict | list | None, object]:
+        """A random (container, key) on a random walk down from the root."""
+        parent, key, node = None, None, tree
+        while isinstance(node, (dict, list)) and node and self.rng.random() < 0.85:
+            keys = list(node) if isinstance(node, dict) else range(len(node))
+            key = self.rng.choice(keys)
+            parent, node = node, node[key]
+        return parent, key
+
+
+@pytest.fixture
+def in_process_collector(trackio_dir: Path) -> Iterator[Collector]:
+    config = CollectorConfig(
+        trackio_dir=trackio_dir,
+        endpoint="127.0.0.1:0",
+        http_endpoint="127.0.0.1:0",
+        writers=0,
+        stats_interval_s=3600,
+    )
+    with Collector(config) as c:
+        yield c
+
+
+def test_fuzzed_otlp_json_over_http_never_fails_internally_nor_disturbs_good_data(
+    in_process_collector, project, caplog
+):
+    """Every answer is 200, 400 or 413 (429 is retried once); the good data sent before and
+    after reads back as a clean project shows it."""
+    c = in_process_collector
+    caplog.set_level(logging.ERROR, logger="trackio_otel")
+    reference, before, after = (f"{project}-{p}" for p in ("ref", "before", "after"))
+    with grpc.insecure_channel(f"127.0.0.1:{c.port}") as channel:
+        send_good(channel, reference)
+        send_good(channel, before)
+    expected = shown(reference)
+    codes: Counter[int] = Counter()
+    failures: list[str] = []
+    lock = threading.Lock()
+    deadline = time.monotonic() + JSON_DEADLINE_S
+
+    def client(index: int) -> None:
+        seed = SEED * 100 + 50 + index
+        fuzzer = JsonFuzzer(random.Random(seed))
+        with requests.Session() as http:
+            for n in range(JSON_REQUESTS // CLIENTS):
+                if time.monotonic() > deadline or len(failures) > 5:
+                    return
+                signal, body = fuzzer.request()
+                url = f"http://127.0.0.1:{c.http_port}/v1/{signal}"
+                headers = {"Content-Type": "application/json"}
+                answer = http.post(url, data=body, headers=headers, timeout=60)
+                if answer.status_code == 429:
+                    time.sleep(1)
+                    answer = http.post(url, data=body, headers=headers, timeout=60)
+                with lock:
+                    codes[answer.status_code] += 1
+                    if answer.status_code not in (200, 400, 413):
+                        failures.append(
+                            f"seed {seed} request {n} ({signal}): {answer.status_code} "
+                            f"{answer.text[:300]}"
+                        )
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(CLIENTS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with grpc.insecure_channel(f"127.0.0.1:{c.port}") as channel:
+        send_good(channel, after)
+    sent = sum(codes.values())
+    print(f"JSON fuzz seed {SEED}: {sent} requests, {dict(codes)}")
+    assert not failures, "\n".join(failures)
+    errors = [r for r in caplog.records if r.name.startswith("trackio_otel")]
+    assert not errors, "\n".join(
+        f"{r.getMessage()}: {r.exc_info and r.exc_info[1]!r}" for r in errors[:5]
+    )
+    assert sent >= 200, f"only {sent} fuzzed requests within {JSON_DEADLINE_S:.0f}s"
+    assert codes[200] > sent // 4 and codes[400] > 0
+    for p in (before, after):
+        assert shown(p) == expected, p
