@@ -526,23 +526,23 @@ def shown(project: str) -> dict:
 
 # --- The test -------------------------------------------------------------------------------
 @pytest.fixture
-def in_process_endpoint(trackio_dir: Path) -> Iterator[str]:
+def in_process_collector(trackio_dir: Path) -> Iterator[Collector]:
     """A collector whose writer runs in this process, so its log is the test's to read."""
     config = CollectorConfig(
         trackio_dir=trackio_dir,
         endpoint="127.0.0.1:0",
-        http_endpoint=None,
+        http_endpoint="127.0.0.1:0",
         writers=0,
         stats_interval_s=3600,
     )
     with Collector(config) as c:
-        yield f"127.0.0.1:{c.port}"
+        yield c
 
 
 def test_fuzzed_requests_never_fail_internally_nor_disturb_good_data(
-    in_process_endpoint, project, caplog
+    in_process_collector, project, caplog
 ):
-    endpoint = in_process_endpoint
+    endpoint = f"127.0.0.1:{in_process_collector.port}"
     caplog.set_level(logging.ERROR, logger="trackio_otel")
     reference, before, during, after = (
         f"{project}-{p}" for p in ("ref", "before", "during", "after")
@@ -701,19 +701,6 @@ class JsonFuzzer:
             key = self.rng.choice(keys)
             parent, node = node, node[key]
         return parent, key
-
-
-@pytest.fixture
-def in_process_collector(trackio_dir: Path) -> Iterator[Collector]:
-    config = CollectorConfig(
-        trackio_dir=trackio_dir,
-        endpoint="127.0.0.1:0",
-        http_endpoint="127.0.0.1:0",
-        writers=0,
-        stats_interval_s=3600,
-    )
-    with Collector(config) as c:
-        yield c
 
 
 def test_fuzzed_otlp_json_over_http_never_fails_internally_nor_disturbs_good_data(
