@@ -344,3 +344,92 @@ def test_a_stored_view_reads_back_as_it_was_made(fixture):
             assert span_views.is_thin(thin) and not span_views.is_thin(whole)
             io = (made.input, made.output, made.metadata)
             assert span_views.decode(*columns, thin, io=io) == made
+
+
+# --- Thin views, where the row does not hold a span as it was made (found in review) -----
+IMAGE = (  # a 1x1 PNG
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+)
+
+
+HI = [{"type": "text", "content": "hi"}]
+
+
+def _generation(name: str, trace: bytes) -> PbSpan:
+    span = new_span(name, trace=trace)
+    span.attributes.extend(
+        [
+            _kv("gen_ai.operation.name", "chat"),
+            _kv("gen_ai.request.model", "m"),
+            _kv("gen_ai.usage.input_tokens", 3),
+            _kv("gen_ai.usage.output_tokens", 4),
+            _kv("gen_ai.input.messages", json.dumps([{"role": "user", "parts": HI}])),
+        ]
+    )
+    return span
+
+
+def _with_image(span: PbSpan, url: str) -> PbSpan:
+    prefix = "llm.input_messages.0.message."
+    span.attributes.extend(
+        [
+            _kv("openinference.span.kind", "LLM"),
+            _kv(prefix + "role", "user"),
+            _kv(prefix + "contents.0.message_content.type", "image"),
+            _kv(prefix + "contents.0.message_content.image.image.url", url),
+        ]
+    )
+    return span
+
+
+def _send_apart_and_whole(store: SQLiteStore, project: str, spans: list[PbSpan]) -> None:
+    for span in spans:
+        rows.write(store, translate_spans.from_request(_request(project, [span])))
+    rows.write(store, translate_spans.from_request(_request(f"{project}-whole", spans)))
+
+
+def test_a_generation_demoted_then_freed_by_a_cycle_cut_reads_as_the_trace_sent_whole(
+    trackio_dir, store, project
+):
+    """x (a generation under q, not yet sent) is stored thin; g, a generation under x,
+    demotes x; q, under g, closes the cycle x→q→g→x, which is cut above g (the earliest),
+    so x is a generation again: its metadata must not keep the demotion's aggregates."""
+    trace = new_span("anchor").trace_id
+    g, x, q = _generation("g", trace), _generation("x", trace), new_span("q", trace=trace)
+    x.parent_span_id, g.parent_span_id, q.parent_span_id = q.span_id, x.span_id, g.span_id
+    _send_apart_and_whole(store, project, [x, g, q])
+    assert trace_rows(trackio_dir, project) == trace_rows(trackio_dir, f"{project}-whole")
+
+
+def test_spans_whose_row_trackio_deleted_are_made_again_from_their_raw_rows(
+    trackio_dir, store, project
+):
+    """Trackio's delete_run removes a run's traces rows, not otel_spans: a thin view then
+    has no row to read its content from, and is made again from its stored span."""
+    a = _generation("a", new_span("anchor").trace_id)
+    rows.write(store, translate_spans.from_request(_request(project, [a])))
+    assert whole_views(trackio_dir, project) == []
+    with closing(sqlite3.connect(trackio_dir / f"{project}.db")) as db:
+        db.execute("DELETE FROM traces")
+        db.commit()
+    b = new_span("b", trace=a.trace_id, parent=a.span_id)
+    rows.write(store, translate_spans.from_request(_request(project, [b])))
+    rows.write(store, translate_spans.from_request(_request(f"{project}-whole", [a, b])))
+    assert trace_rows(trackio_dir, project) == trace_rows(trackio_dir, f"{project}-whole")
+
+
+def test_an_upper_case_data_url_keeps_its_view_whole_and_lands_under_the_final_step(
+    trackio_dir, store, project
+):
+    """Media placement reads ``DATA:`` as ``data:``; so must the view's media check, or a
+    thin view's image would be placed for good under a step that later changes."""
+    root = new_span("root")
+    root.attributes.append(_kv("trackio.step", 5))
+    upper, lower = (new_span(n, trace=root.trace_id, parent=root.span_id) for n in "ab")
+    _with_image(upper, "DATA:image/png;base64," + IMAGE)
+    _with_image(lower, "data:image/png;base64," + IMAGE)
+    _send_apart_and_whole(store, project, [upper, lower, root])
+    (got,) = trace_rows(trackio_dir, project).values()
+    (want,) = trace_rows(trackio_dir, f"{project}-whole").values()
+    assert json.loads(got[3]) == json.loads(want[3].replace(f"{project}-whole", project))
+    assert got[3].count(f'"file_path":"{project}/long/5/') == 2  # the final step's folder

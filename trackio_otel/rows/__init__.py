@@ -385,15 +385,23 @@ def _merge(
     stored = tx.views([k for k, a in traces.items() if a is None])
     thin_in = [k for k, rs in stored.items() if any(span_views.is_thin(r[-1]) for r in rs)]
     row_spans = tx.trace_spans(records.trace_row_id(k[1], k[0]) for k in thin_in)
+    io: dict[TraceKey, dict[str, span_views.Io]] = {}
+    for key in thin_in:
+        spans = row_spans.get(records.trace_row_id(key[1], key[0]))
+        io[key] = span_views.row_io(spans) if spans else {}
+    lost = {  # thin views whose row no longer holds them (Trackio deleted the run's rows)
+        (*key, r[0])
+        for key in thin_in
+        for r in stored[key]
+        if span_views.is_thin(r[-1]) and r[0] not in io[key]
+    }
+    remade = _remade(tx, project, lost) if lost else {}
     assembled: list[tuple[trace.Assembled, str]] = []
-    thinned: list[Row] = []
+    rewritten: list[Row] = []
     for key, a in traces.items():
         if a is None:
-            spans = row_spans.get(records.trace_row_id(key[1], key[0]))
-            io = span_views.row_io(spans) if spans else {}
-            a, thin = _assemble_stored(key, stored.get(key, []), io)
-            if a is not None and not a.media:
-                thinned += thin
+            a, views = _assemble_stored(key, stored.get(key, []), io.get(key, {}), remade)
+            rewritten += views
         if a is not None:
             assembled.append((a, run_names[key]))
     if not assembled:
@@ -422,7 +430,7 @@ def _merge(
                 rollout_steps[(a.run_id, before)] = run_name
     tx.write_media((f.path, f.data) for f in files.values())
     tx.upsert("traces", trace_rows)
-    tx.set_views(thinned)
+    tx.set_views(rewritten)
     statistics = [_rollout_statistics(tx, *k, name) for k, name in rollout_steps.items()]
     stale = tx.existing_metrics(r["log_id"] for r in statistics if r["metrics"] is None)
     tx.upsert(
@@ -436,19 +444,56 @@ def _merge(
 
 
 def _assemble_stored(
-    key: TraceKey, stored: list[Any], io: dict[str, span_views.Io]
+    key: TraceKey, stored: list[Any], io: dict[str, span_views.Io], remade: dict[SpanKey, View]
 ) -> tuple[trace.Assembled | None, list[Row]]:
-    """A trace's row content from its stored views (``io``: thin ones' input and output,
-    from the trace's row), and thin views for those stored whole, to write once the row
-    that holds their input and output is."""
-    views, thin = [], []
+    """A trace's row content from its stored views (``io``: thin ones' input, output and
+    metadata, from the trace's row; ``remade``: views made again from their spans), and
+    the view updates that keep each true to the row about to be written: thin where the
+    row shows the span as it was made, whole where a step replaced its metadata."""
+    views, kept = [], []
     for r in stored:
-        v = span_views.decode(*r, io=io.get(r[0]))
-        if not span_views.is_thin(r[-1]) and (made := span_views.encode(v)[1]) is not None:
-            thin.append((v, v.metadata, _view_row((*key, r[0]), made)))  # before the steps
+        span_key = (*key, r[0])
+        v = remade[span_key] if span_key in remade else span_views.decode(*r, io=io.get(r[0]))
+        forms = span_views.encode(v) if span_key in remade else None  # before the steps
         views.append(v)
+        kept.append((r, v, v.metadata, forms))
     a = trace.assemble(key[0], key[1], views)
-    return a, [row for v, metadata, row in thin if v.metadata is metadata]
+    updates = []
+    for r, v, metadata, forms in kept:
+        if (want := _stored_as(a, r[-1], v.metadata is metadata, forms is not None)) is None:
+            continue
+        if forms is None:  # the view as stored, before the steps changed it
+            forms = span_views.encode(span_views.decode(*r, io=io.get(r[0])))
+        view = forms[1] if want == "thin" and forms[1] is not None else forms[0]
+        updates.append(_view_row((*key, r[0]), view))
+    return a, updates
+
+
+def _stored_as(a: trace.Assembled | None, raw: str, as_made: bool, remade: bool) -> str | None:
+    """How a view should now be stored ("thin" or "whole"), None: as it is. Thin where
+    the row about to be written shows the span as it was made (``as_made``: no step
+    replaced its metadata); a thin view holds no image, so placing media leaves it be."""
+    shown = a is not None and as_made
+    if remade:
+        return "thin" if shown and not a.media else "whole"
+    if span_views.is_thin(raw):
+        return None if as_made else "whole"
+    return "thin" if shown and not a.media else None
+
+
+def _remade(tx: Tx, project: str, keys: set[SpanKey]) -> dict[SpanKey, View]:
+    """Views made again from their stored spans and GenAI log events."""
+    rows = tx.spans(keys)
+    logs: dict[SpanKey, list[Log]] = defaultdict(list)
+    for row in tx.logs({k[:2] for k in keys}, GENAI_EVENTS):
+        run = Run(project, row.run_id, row.run_name)
+        logs[(row.trace_id, row.run_id, row.span_id)].append(records.log_of_row(row, run))
+    return {
+        (r.trace_id, r.run_id, r.span_id): _remake(
+            r, Run(project, r.run_id, r.run_name), logs[(r.trace_id, r.run_id, r.span_id)]
+        )
+        for r in rows
+    }
 
 
 def _rollout_statistics(tx: Tx, run_id: str, step: int, run_name: str) -> Row:

@@ -26,7 +26,9 @@ _IN_ROW = 0
 """``io`` stored as this: the view is thin, its input, output and metadata are its span's
 entry in the trace's ``traces`` row."""
 _THIN_END = f'"io":{_IN_ROW}}}'
-_DATA_URL = '"data:'
+_INLINE_IMAGE = ";base64,"
+"""In every inline image that ``conventions.media`` would place (its data URL pattern
+requires it): a view whose JSON shows it is marked as holding media, and kept whole."""
 
 
 def dumps(value: Any) -> str:
@@ -62,8 +64,8 @@ def encode(v: View) -> tuple[str, str | None]:
     """The view's JSON for ``otel_spans.view`` (its span's columns hold the rest), whole
     and thin (None: nothing to leave out, or it holds media, whose row copy is rewritten
     when placed). Metadata, input and output go last, so the thin form is the whole
-    one's start. It also marks the view as holding media when its JSON shows a
-    ``data:`` URL (the one scan of all its content)."""
+    one's start. It also marks the view as holding media when its JSON may show an
+    inline image (the one scan of all its content)."""
     out = {name: value for name in _FIELDS if (value := getattr(v, name)) != _DEFAULTS[name]}
     if v.messages_in is not None:
         out["messages_in"] = _SAME if v.messages_in is v.input else v.messages_in
@@ -73,7 +75,7 @@ def encode(v: View) -> tuple[str, str | None]:
     tail = [f'"metadata":{dumps(v.metadata)}'] if v.metadata else []
     if v.input is not None or v.output is not None:
         tail.append(f'"io":{dumps([v.input, v.output])}')
-    if not v.media and any(_DATA_URL in part for part in (rest, *tail)):
+    if not v.media and any(_INLINE_IMAGE in part for part in (rest, *tail)):
         v.media = True
         rest = dumps({**out, "media": True})
     if not tail:
