@@ -433,3 +433,37 @@ def test_an_upper_case_data_url_keeps_its_view_whole_and_lands_under_the_final_s
     (want,) = trace_rows(trackio_dir, f"{project}-whole").values()
     assert json.loads(got[3]) == json.loads(want[3].replace(f"{project}-whole", project))
     assert got[3].count(f'"file_path":"{project}/long/5/') == 2  # the final step's folder
+
+
+def test_a_spans_log_events_read_the_same_in_either_arrival_order(trackio_dir, store, project):
+    """Two inference-details events of one span, sent apart and sent together: the
+    later one (by time) wins either way (found in review: arrival order decided)."""
+    chat = new_span("chat m")
+    chat.attributes.extend([_kv("gen_ai.operation.name", "chat"), _kv("gen_ai.request.model", "m")])
+
+    def details(target: str, *texts: str) -> ExportLogsServiceRequest:
+        request = ExportLogsServiceRequest()
+        rl = request.resource_logs.add()
+        for key, value in {"trackio.project": target, "trackio.run.name": "long"}.items():
+            rl.resource.attributes.add(key=key).value.string_value = value
+        for t, text in enumerate(texts, start=1):
+            record = rl.scope_logs.add().log_records.add(
+                time_unix_nano=t,
+                event_name="gen_ai.client.inference.operation.details",
+                trace_id=chat.trace_id,
+                span_id=chat.span_id,
+            )
+            parts = [{"type": "text", "content": text}]
+            record.attributes.append(
+                _kv("gen_ai.input.messages", json.dumps([{"role": "user", "parts": parts}]))
+            )
+        return request
+
+    for target in (project, f"{project}-whole"):
+        rows.write(store, translate_spans.from_request(_request(target, [chat])))
+    first, second = details(project, "first"), details(project, "second")
+    second.resource_logs[0].scope_logs[0].log_records[0].time_unix_nano = 2
+    for request in (first, second):
+        rows.write(store, translate_logs.from_request(request))
+    rows.write(store, translate_logs.from_request(details(f"{project}-whole", "first", "second")))
+    assert trace_rows(trackio_dir, project) == trace_rows(trackio_dir, f"{project}-whole")

@@ -404,6 +404,7 @@ def _merge(
             rewritten += views
         if a is not None:
             assembled.append((a, run_names[key]))
+    tx.set_views(rewritten)
     if not assembled:
         return
     steps = tx.trace_steps(records.trace_row_id(a.run_id, a.trace_id) for a, _ in assembled)
@@ -430,7 +431,6 @@ def _merge(
                 rollout_steps[(a.run_id, before)] = run_name
     tx.write_media((f.path, f.data) for f in files.values())
     tx.upsert("traces", trace_rows)
-    tx.set_views(rewritten)
     statistics = [_rollout_statistics(tx, *k, name) for k, name in rollout_steps.items()]
     stale = tx.existing_metrics(r["log_id"] for r in statistics if r["metrics"] is None)
     tx.upsert(

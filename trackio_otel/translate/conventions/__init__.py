@@ -153,7 +153,9 @@ def view(span: Span, logs: list[Log]) -> SpanView:
     """The span as Trackio shows it. Its sender chose every attribute, so should reading a
     convention fail (a bug), the span is shown plainly with the error in its metadata,
     logged with its traceback, rather than the whole trace failing now and each time a
-    later span of it arrives."""
+    later span of it arrives. Log events are taken in time order (then uid), so the
+    view is the same whichever order they arrived in."""
+    logs = sorted(logs, key=lambda log: (log.time_ns or log.observed_ns, log.uid))
     try:
         return _view(span, logs)
     except Exception as exc:
