@@ -71,10 +71,11 @@ class Refused(Exception):
 def app(
     pipeline: Pipeline,
     max_message_bytes: int,
-    token: str | None = None,
-    cors_origins: tuple[str, ...] = (),
-    read_timeout_s: float = 30.0,
+    token: str | None,
+    cors_origins: tuple[str, ...],
+    read_timeout_s: float,
 ) -> Starlette:
+    """The OTLP/HTTP routes; the arguments are ``CollectorConfig``'s."""
     routes = [
         Route(
             f"/v1/{s.name}",
@@ -144,10 +145,10 @@ async def read_body(request: Request, limit: int, idle_s: float) -> bytes:
     if declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
     body = bytearray()
-    chunks = request.stream().__aiter__()
+    chunks = aiter(request.stream())
     while True:
         try:
-            body += await asyncio.wait_for(chunks.__anext__(), idle_s)
+            body += await asyncio.wait_for(anext(chunks), idle_s)
         except StopAsyncIteration:
             break
         except asyncio.TimeoutError:
@@ -253,11 +254,7 @@ class HttpReceiver:
     reason (uvicorn would exit the process)."""
 
     def __init__(
-        self,
-        asgi: Starlette,
-        endpoint: Endpoint,
-        tls: TLS | None = None,
-        read_timeout_s: float = 30.0,
+        self, asgi: Starlette, endpoint: Endpoint, tls: TLS | None, read_timeout_s: float
     ) -> None:
         try:
             family = socket.getaddrinfo(endpoint.host.strip("[]"), endpoint.port)[0][0]

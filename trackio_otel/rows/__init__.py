@@ -208,7 +208,8 @@ def _prepare(store: SQLiteStore, project: str, batch: Batch) -> Prepared:
                 t.row = records.trace_row(t.whole, t.run_name, step=0)
                 for span_key in by_key.keys() & {(*key, v.span_id) for v in per_trace[key]}:
                     whole, thin = encoded[span_key]
-                    if thin is not None and views[span_key].metadata is made[span_key]:
+                    as_made = views[span_key].metadata is made[span_key]
+                    if thin is not None and _stored_as(t.whole, None, as_made) == "thin":
                         span_rows[span_key]["view"], t.whole_views[span_key] = thin, whole
     rows = {
         "otel_resources": [records.resource_row(r) for r in batch.resources.values()],
@@ -460,7 +461,8 @@ def _assemble_stored(
     a = trace.assemble(key[0], key[1], views)
     updates = []
     for r, v, metadata, forms in kept:
-        if (want := _stored_as(a, r[-1], v.metadata is metadata, forms is not None)) is None:
+        stored_view = None if forms is not None else r[-1]  # a remade view is not stored yet
+        if (want := _stored_as(a, stored_view, v.metadata is metadata)) is None:
             continue
         if forms is None:  # the view as stored, before the steps changed it
             forms = span_views.encode(span_views.decode(*r, io=io.get(r[0])))
@@ -469,16 +471,17 @@ def _assemble_stored(
     return a, updates
 
 
-def _stored_as(a: trace.Assembled | None, raw: str, as_made: bool, remade: bool) -> str | None:
-    """How a view should now be stored ("thin" or "whole"), None: as it is. Thin where
-    the row about to be written shows the span as it was made (``as_made``: no step
-    replaced its metadata); a thin view holds no image, so placing media leaves it be."""
-    shown = a is not None and as_made
-    if remade:
-        return "thin" if shown and not a.media else "whole"
-    if span_views.is_thin(raw):
+def _stored_as(a: trace.Assembled | None, stored: str | None, as_made: bool) -> str | None:
+    """How a view should be stored ("thin" or "whole") beside the row ``a`` about to be
+    written; None: as it is (``stored``: its stored JSON, None if it is not stored yet).
+    Thin where the row shows the span as it was made (``as_made``: no step replaced its
+    metadata) and places no media; a thin view holds no image, so media leaves it be."""
+    thin = a is not None and as_made and not a.media
+    if stored is None:
+        return "thin" if thin else "whole"
+    if span_views.is_thin(stored):
         return None if as_made else "whole"
-    return "thin" if shown and not a.media else None
+    return "thin" if thin else None
 
 
 def _remade(tx: Tx, project: str, keys: set[SpanKey]) -> dict[SpanKey, View]:

@@ -241,8 +241,11 @@ class EmbeddedLogExporter(_Embedded, LogRecordExporter):
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
         mine = self._restamp.logs(batch)
-        written = self._write_chunked("logs", mine, encode_logs, lambda r: r.log_record.trace_id)
-        ok = not mine or self._delivered(written, tally.logs, mine)
+        ok = not mine or self._delivered(
+            self._write_chunked("logs", mine, encode_logs, lambda r: r.log_record.trace_id),
+            tally.logs,
+            mine,
+        )
         return LogRecordExportResult.SUCCESS if ok else LogRecordExportResult.FAILURE
 
 
