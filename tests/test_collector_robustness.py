@@ -381,6 +381,24 @@ def test_sigterm_under_load_exits_cleanly_and_keeps_every_acknowledged_span(
     assert {s.span_id.hex() for s in acked} <= shown
 
 
+def test_stats_line_is_written_only_when_a_count_changed(trackio_dir, project, caplog):
+    """An idle collector (a sidecar, most of the day) keeps its log quiet."""
+    config = CollectorConfig(
+        trackio_dir=trackio_dir, endpoint="127.0.0.1:0", http_endpoint=None, stats_interval_s=0.02
+    )
+    caplog.set_level("INFO", logger="trackio_otel.collector")
+
+    def lines() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.getMessage().startswith("stats:")]
+
+    with Collector(config) as c:
+        wait_until(lambda: len(lines()) == 1, "the first stats line")
+        time.sleep(0.3)  # some 15 intervals with nothing new
+        assert len(lines()) == 1
+        send_raw(f"127.0.0.1:{c.port}", trace_request(project, new_span()).SerializeToString())
+        wait_until(lambda: "committed=1 " in lines()[-1], "a stats line with the span")
+
+
 # --- Units: identity defaults and metric keys ------------------------------------------------
 def test_identity_defaults_keep_one_process_in_one_run():
     a = run_for({"service.name": "svc", "service.instance.id": "proc-a"})

@@ -115,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         "--stats-interval",
         type=float,
         default=defaults.stats_interval_s,
-        help="seconds between stats lines (default %(default)s)",
+        help="seconds between stats lines, each written only when a count changed "
+        "(default %(default)s)",
     )
     args = parser.parse_args(argv)
     if args.command == "run":

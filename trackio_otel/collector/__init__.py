@@ -167,8 +167,13 @@ class Collector:
             )
 
     def _report(self) -> None:
+        """A stats line when something changed: an idle collector's log stays quiet."""
+        last = ""
         while not self._stopped.wait(self.config.stats_interval_s):
-            log.info("stats: %s", self.stats_line())
+            line = self.stats_line()
+            if line != last:
+                log.info("stats: %s", line)
+                last = line
 
 
 def check_writable(config: CollectorConfig) -> None:
