@@ -42,6 +42,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import floor  # bench/floor.py: this script runs with bench/ first on sys.path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
@@ -50,8 +51,6 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
-
-from trackio_otel.translate import spans as translate_spans
 
 PROJECT = "bench"
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
@@ -488,37 +487,12 @@ def trackio_reader_check(trackio_dir: Path, expect_traces: int) -> str:
 
 # --- Baseline ----------------------------------------------------------------------------------
 def baseline(requests: Requests, seconds: float, db_path: Path) -> tuple[float, float]:
-    """Single-threaded decode → translate → sqlite3 executemany of minimal span rows:
-    (spans/s, p99 ms per request)."""
-    db = sqlite3.connect(db_path, isolation_level=None)
-    db.execute("PRAGMA journal_mode = WAL")
-    db.execute("PRAGMA synchronous = NORMAL")
-    db.execute(
-        "CREATE TABLE spans (trace_id TEXT, span_id TEXT, parent_span_id TEXT, name TEXT, "
-        "start_ns INTEGER, end_ns INTEGER, attributes TEXT, PRIMARY KEY (trace_id, span_id))"
-    )
+    """The floor (bench/floor.py) on this run's requests: (spans/s, p99 ms per request)."""
+    db = floor.open_db(db_path)
     done, started, latencies = 0, time.perf_counter(), []
     while time.perf_counter() - started < seconds:
         began = time.perf_counter()
-        batch = translate_spans.from_request(ExportTraceServiceRequest.FromString(requests.next()))
-        db.execute("BEGIN IMMEDIATE")
-        db.executemany(
-            "INSERT INTO spans VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    s.trace_id,
-                    s.span_id,
-                    s.parent_span_id,
-                    s.name,
-                    s.start_ns,
-                    s.end_ns,
-                    json.dumps(s.attributes, separators=(",", ":"), ensure_ascii=False),
-                )
-                for s in batch.spans
-            ],
-        )
-        db.execute("COMMIT")
-        done += len(batch.spans)
+        done += floor.write(db, requests.next())
         latencies.append((time.perf_counter() - began) * 1000)
     elapsed = time.perf_counter() - started
     db.close()
@@ -597,13 +571,13 @@ def main() -> int:
         f"{os.cpu_count()} CPUs; requests of {requests.spans} spans, {len(requests.raw)} bytes "
         f"({len(requests.raw) / requests.spans:.0f} B/span); work dir {work}"
     )
-    throughput = floor = floor_p99 = None
+    throughput = base = base_p99 = None
 
     if "0" in args.phases:
-        floor, floor_p99 = baseline(requests, min(args.seconds, 5.0), work / "baseline.db")
+        base, base_p99 = baseline(requests, min(args.seconds, 5.0), work / "baseline.db")
         print(
-            f"baseline  decode→translate→sqlite3 executemany, 1 thread: {floor:,.0f} spans/s, "
-            f"p99 {floor_p99:.0f} ms per request"
+            f"baseline  decode→translate→sqlite3 executemany, 1 thread: {base:,.0f} spans/s, "
+            f"p99 {base_p99:.0f} ms per request"
         )
 
     if "a" in args.phases or "b" in args.phases:
@@ -628,13 +602,13 @@ def main() -> int:
                 if spans < tally.ok_spans or traces < tally.ok_spans // SPANS_PER_TRACE:
                     print("  MISSING ROWS: acknowledged spans are not all in the database")
                     return 1
-                if floor:
+                if base:
                     again, _ = baseline(requests, min(args.seconds, 5.0), work / "again.db")
-                    mean = (floor + again) / 2
+                    mean = (base + again) / 2
                     print(
                         f"  against the baseline: {throughput / mean:.2f}x "
                         f"({throughput:,.0f} / {mean:,.0f} spans/s, the baseline's mean of "
-                        f"{floor:,.0f} before and {again:,.0f} after; goal >= 0.75x)"
+                        f"{base:,.0f} before and {again:,.0f} after; goal >= 0.75x)"
                     )
                 print("  " + disk_report(trackio_dir, spans, loaded_wal))
             if "b" in args.phases:
@@ -648,7 +622,7 @@ def main() -> int:
                     f"p50={percentile(tally.latencies_ms, 50):.0f} ms "
                     f"p99={percentile(tally.latencies_ms, 99):.0f} ms "
                     f"max={max(tally.latencies_ms, default=0):.0f} ms, refused={tally.refused}"
-                    + (f" (baseline's p99 per request: {floor_p99:.0f} ms)" if floor_p99 else "")
+                    + (f" (baseline's p99 per request: {base_p99:.0f} ms)" if base_p99 else "")
                 )
         finally:
             collector.stop()

@@ -8,7 +8,8 @@
 2. Embedded throughput: a burst of rollouts (3 spans each) through the run's batch
    processor into SQLite, counted back from ``otel_spans`` (target: ≥ 10,000 spans/s, no
    drops), and the same burst through the SDK's default BatchSpanProcessor; and the
-   embedded exporter alone on pre-made spans (the writer's own rate).
+   embedded exporter alone on pre-made spans (the writer's own rate), against the floor
+   of bench/floor.py on the same spans.
 3. A dead endpoint: a step + rollout loop whose OTLP endpoint has nothing listening, next
    to the same loop with the default embedded export, and how long ``finish`` then takes.
 4. GPU sampling: CPU per collection of two fake GPUs plus process metrics
@@ -35,6 +36,7 @@ os.environ.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
 
 import pytest
 from opentelemetry import _logs, trace
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.metrics import Observation
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk.metrics import MeterProvider
@@ -52,6 +54,8 @@ import trackio_otel
 from trackio_otel.sdk import genai, gpu
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the loop and fake NVML in tests/
+import floor  # bench/floor.py: this script runs with bench/ first on sys.path
+
 from tests.fake_nvml import FakeGpu, FakeNvml
 from tests.training import train
 from trackio_otel.sdk.exporter import EmbeddedSpanExporter
@@ -180,8 +184,21 @@ def burst(tracer: trace.Tracer, rollouts: int) -> float:
     return time.perf_counter() - start
 
 
+def floor_rate(spans: Sequence[ReadableSpan], batch: int) -> float:
+    """The floor (bench/floor.py) on the same spans: OTLP-encode each batch with the public
+    encoder, then decode → translate → executemany; spans/s."""
+    db = floor.open_db(Path(tempfile.mkdtemp(prefix="bench-floor-")) / "floor.db")
+    start = time.perf_counter()
+    for i in range(0, len(spans), batch):
+        floor.write(db, encode_spans(spans[i : i + batch]).SerializeToString())
+    elapsed = time.perf_counter() - start
+    db.close()
+    return len(spans) / elapsed
+
+
 def bench_exporter(spans: int) -> None:
-    """The embedded exporter alone (encode → translate → SQLite), on pre-made spans."""
+    """The embedded exporter alone (encode → translate → SQLite), on pre-made spans, against
+    the floor on the same spans, measured before and after it (the mean of the two)."""
     memory = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(memory))
@@ -190,12 +207,19 @@ def bench_exporter(spans: int) -> None:
     exporter = EmbeddedSpanExporter(identity={"trackio.project": "bench-exporter"})
     exporter.export(made[:300])  # opens the database
     rest = made[300:]
+    before = floor_rate(rest, 4096)
     start = time.perf_counter()
     for i in range(0, len(rest), 4096):
         exporter.export(rest[i : i + 4096])
     exporter.force_flush()  # nothing left: export returns once committed
-    elapsed = time.perf_counter() - start
-    print(f"embedded exporter alone, 4096-span batches: {len(rest) / elapsed:,.0f} spans/s")
+    ours = len(rest) / (time.perf_counter() - start)
+    after = floor_rate(rest, 4096)
+    mean = (before + after) / 2
+    print(
+        f"embedded exporter alone, 4096-span batches: {ours:,.0f} spans/s, "
+        f"{ours / mean:.2f}x the floor's {mean:,.0f} (decode → translate → executemany, "
+        f"{before:,.0f} before and {after:,.0f} after)"
+    )
 
 
 def bench_throughput(spans: int) -> None:
