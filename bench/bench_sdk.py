@@ -25,6 +25,7 @@ import logging
 import os
 import socket
 import sqlite3
+import statistics
 import sys
 import tempfile
 import time
@@ -66,6 +67,8 @@ MESSAGES = [
 ]
 CALL = {"id": "c1", "type": "function", "function": {"name": "w", "arguments": '{"c": "P"}'}}
 ANSWER = {"role": "assistant", "content": None, "tool_calls": [CALL]}
+ROUNDS = 8
+"""Alternating rounds per call type in ``bench_calls``."""
 
 
 class Discard(SpanExporter):
@@ -74,15 +77,22 @@ class Discard(SpanExporter):
 
 
 def per_call(fn: Callable[[], None], seconds: float) -> float:
-    """Mean µs per call over ``seconds`` (after a warm-up)."""
-    for _ in range(200):
-        fn()
+    """Mean µs per call over ``seconds``."""
     n, start = 0, time.perf_counter()
     while (elapsed := time.perf_counter() - start) < seconds:
         for _ in range(100):
             fn()
         n += 100
     return elapsed / n * 1e6
+
+
+def paired(sdk: Callable[[], None], raw: Callable[[], None], seconds: float) -> list[float]:
+    """µs per call of ``sdk`` and of ``raw`` in ``ROUNDS`` alternating rounds (after a
+    warm-up), so drift within the run hits both alike: [sdk, raw, sdk, raw, ...]."""
+    for fn in (sdk, raw):
+        for _ in range(200):
+            fn()
+    return [per_call(fn, seconds / ROUNDS) for _ in range(ROUNDS) for fn in (sdk, raw)]
 
 
 def bench_calls(seconds: float) -> None:
@@ -160,8 +170,13 @@ def bench_calls(seconds: float) -> None:
         ("tool call", sdk_tool, raw_tool),
         ("step with 4 phases + its log record", sdk_step, raw_step),
     ):
-        a, b = per_call(sdk, seconds), per_call(raw, seconds)
-        print(f"  {name:44s} sdk {a:7.1f}  raw {b:7.1f}  ratio {a / b:4.2f}x")
+        times = paired(sdk, raw, seconds)
+        a, b = statistics.mean(times[::2]), statistics.mean(times[1::2])
+        ratios = sorted(x / y for x, y in zip(times[::2], times[1::2], strict=True))
+        print(
+            f"  {name:44s} sdk {a:7.1f}  raw {b:7.1f}  ratio {statistics.median(ratios):4.2f}x "
+            f"(median of {ROUNDS} paired rounds; {ratios[0]:.2f}-{ratios[-1]:.2f}x)"
+        )
     rollout.__exit__(None, None, None)
     run.finish()
 
