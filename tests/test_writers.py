@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import grpc
@@ -34,6 +35,7 @@ from trackio_otel import rows
 from trackio_otel.collector import Collector, CollectorConfig
 from trackio_otel.store import sqlite as sqlite_store
 from trackio_otel.store.sqlite import SQLiteStore
+from trackio_otel.translate import logs as translate_logs
 from trackio_otel.translate import spans
 
 
@@ -70,6 +72,36 @@ def test_a_trace_prepared_by_two_writers_at_once_is_stored_whole(
     assert trace["key"] == root.name
     assert [m["role"] for m in trace["messages"]] == AGENT_ROLES
     assert [s["parent_id"] for s in trace["spans"]].count(None) == 1
+
+
+@pytest.mark.parametrize("commit_order", ["spans first", "events first"])
+def test_spans_and_their_log_events_prepared_by_two_writers_at_once_read_whole(
+    trackio_dir, project, commit_order
+):
+    """The spans and the GenAI log events that carry their content, each prepared from a
+    snapshot without the other: whichever commits second finds views made without the
+    committed events (or none made) and makes them again from the committed rows."""
+    traces, logs = load_fixture("legacy_content_true", project)
+    writer_a, writer_b = SQLiteStore(trackio_dir), SQLiteStore(trackio_dir)
+    (a,) = rows.prepare(writer_a, spans.from_request(traces))
+    (b,) = rows.prepare(writer_b, translate_logs.from_request(logs))
+    order = [(a, writer_a), (b, writer_b)]
+    for prepared, writer in order if commit_order == "spans first" else order[::-1]:
+        prepared.commit(writer)
+    writer_a.close()
+    writer_b.close()
+
+    reference = f"{project}-in-turn"  # the same requests, committed one after the other
+    traces, logs = load_fixture("legacy_content_true", reference)
+    with closing(SQLiteStore(trackio_dir)) as writer:
+        rows.write(writer, spans.from_request(traces))
+        rows.write(writer, translate_logs.from_request(logs))
+
+    def chats(p: str) -> dict[str, list[dict]]:
+        return {t["key"]: t["messages"] for t in traces_of(p)}
+
+    assert chats(project) == chats(reference)
+    assert AGENT_ROLES in [[m["role"] for m in chat] for chat in chats(project).values()]
 
 
 def writers(trackio_dir: Path, n: int) -> Collector:

@@ -286,26 +286,13 @@ def _remake_stale_views(tx: Tx, p: Prepared) -> set[TraceKey]:
     stale |= {k for k in p.log_spans - p.views.keys()}  # the span committed meanwhile?
     if not stale:
         return set()
-    rows = tx.spans(stale)
-    if not rows:
-        return set()
-    runs = {k[1]: s.run for k, s in p.by_key.items()} | {
-        log.run.run_id: log.run for log in p.batch.logs
-    }
-    logs: dict[SpanKey, list[Log]] = defaultdict(list)
-    for row in tx.logs({(r.trace_id, r.run_id) for r in rows}, GENAI_EVENTS):
-        logs[(row.trace_id, row.run_id, row.span_id)].append(
-            records.log_of_row(row, runs[row.run_id])
-        )
-    remade = []
-    for row in rows:
-        key = (row.trace_id, row.run_id, row.span_id)
-        p.views[key] = _remake(row, runs[row.run_id], logs[key])
-        remade.append(_view_row(key, span_views.encode(p.views[key])[0]))
+    remade = _remade(tx, p.project, stale)
+    p.views.update(remade)
+    tx.set_views([_view_row(key, span_views.encode(v)[0]) for key, v in remade.items()])
+    for key in remade:
         if (trace_key := key[:2]) in p.traces:  # its view from the batch is stale too
             p.traces[trace_key].whole_views.pop(key, None)
-    tx.set_views(remade)
-    return {(r.trace_id, r.run_id) for r in rows}
+    return {key[:2] for key in remade}
 
 
 def _update_traces(
@@ -485,7 +472,8 @@ def _stored_as(a: trace.Assembled | None, stored: str | None, as_made: bool) -> 
 
 
 def _remade(tx: Tx, project: str, keys: set[SpanKey]) -> dict[SpanKey, View]:
-    """Views made again from their stored spans and GenAI log events."""
+    """Views made again from their committed spans and GenAI log events (a key whose span
+    is not committed is left out)."""
     rows = tx.spans(keys)
     logs: dict[SpanKey, list[Log]] = defaultdict(list)
     for row in tx.logs({k[:2] for k in keys}, GENAI_EVENTS):
