@@ -14,6 +14,8 @@ import time
 
 import pytest
 from opentelemetry import trace
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import InMemoryLogExporter, SimpleLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import (
@@ -63,6 +65,24 @@ def test_embedded_export_answers_success_once_committed(trackio_dir, project):
         assert db.execute("SELECT count(*) FROM otel_spans").fetchone() == (1200,)
     traces = traces_of(project)
     assert len(traces) == 400 and {len(t["spans"]) for t in traces} == {3}
+
+
+def test_a_traces_log_records_go_together_and_untraced_ones_are_chunked():
+    """The writer gets a trace's records in one request (assembled once), while records
+    outside any trace (``run.log`` between steps) still go a chunk at a time."""
+    memory = InMemoryLogExporter()
+    provider = LoggerProvider()
+    provider.add_log_record_processor(SimpleLogRecordProcessor(memory))
+    logger = provider.get_logger("t")
+    n = exporter_module.CHUNK_RECORDS
+    with TracerProvider().get_tracer("t").start_as_current_span("step"):
+        for _ in range(n + 10):
+            logger.emit(body="in the step")
+    for _ in range(2 * n):
+        logger.emit(body="between steps")
+    records = memory.get_finished_logs()
+    chunks = exporter_module._chunks(records, exporter_module._trace_of_log)
+    assert [len(c) for c in chunks] == [n + 10, n, n]
 
 
 def _dead_endpoint_run(project: str) -> trackio_otel.Run:

@@ -229,7 +229,7 @@ class EmbeddedSpanExporter(_Embedded, SpanExporter):
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         mine = self._restamp.spans(spans)
         ok = not mine or self._delivered(
-            self._write_chunked("traces", mine, encode_spans, lambda s: s.context.trace_id),
+            self._write_chunked("traces", mine, encode_spans, _trace_of_span),
             tally.spans,
             mine,
         )
@@ -242,7 +242,7 @@ class EmbeddedLogExporter(_Embedded, LogRecordExporter):
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
         mine = self._restamp.logs(batch)
         ok = not mine or self._delivered(
-            self._write_chunked("logs", mine, encode_logs, lambda r: r.log_record.trace_id),
+            self._write_chunked("logs", mine, encode_logs, _trace_of_log),
             tally.logs,
             mine,
         )
@@ -264,7 +264,18 @@ class EmbeddedMetricExporter(_Embedded, MetricExporter):
         return MetricExportResult.SUCCESS if ok else MetricExportResult.FAILURE
 
 
+def _trace_of_span(span: ReadableSpan) -> Hashable:
+    return span.context.trace_id
+
+
+def _trace_of_log(record: ReadableLogRecord) -> Hashable:
+    """A record outside any trace is a group of its own: untraced ``trackio.log`` scalars
+    (``run.log`` outside a step) gain nothing from being kept together."""
+    return record.log_record.trace_id or id(record)
+
+
 def _chunks(records: Sequence[Any], trace_of: Callable[[Any], Hashable]) -> Iterator[list[Any]]:
+    """``records`` in lists of about ``CHUNK_RECORDS``, those of one trace in one list."""
     by_trace: dict[Hashable, list[Any]] = {}
     for record in records:
         by_trace.setdefault(trace_of(record), []).append(record)
