@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -51,15 +52,16 @@ def project() -> str:
     return f"t-{uuid.uuid4().hex[:10]}"
 
 
+def local_config(trackio_dir: Path, **settings: Any) -> CollectorConfig:
+    """A test collector's config: gRPC and HTTP on ephemeral loopback ports, no stats lines;
+    ``settings`` override or add to that."""
+    defaults = {"endpoint": "127.0.0.1:0", "http_endpoint": "127.0.0.1:0", "stats_interval_s": 3600}
+    return CollectorConfig(trackio_dir=trackio_dir, **{**defaults, **settings})
+
+
 @pytest.fixture
 def collector(trackio_dir: Path) -> Iterator[Collector]:
-    config = CollectorConfig(
-        trackio_dir=trackio_dir,
-        endpoint="127.0.0.1:0",
-        http_endpoint="127.0.0.1:0",
-        stats_interval_s=3600,
-    )
-    with Collector(config) as c:
+    with Collector(local_config(trackio_dir)) as c:
         yield c
 
 

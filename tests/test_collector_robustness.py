@@ -36,8 +36,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
 from trackio.sqlite_storage import SQLiteStorage
 
-from tests.conftest import free_port, only_run, traces_of
-from trackio_otel.collector import Collector, CollectorConfig
+from tests.conftest import free_port, local_config, only_run, traces_of
+from trackio_otel.collector import Collector
 from trackio_otel.collector.otlp import RETRY_DELAY_S
 from trackio_otel.translate import metrics
 from trackio_otel.translate.identity import run_for
@@ -159,14 +159,7 @@ def test_nesting_within_the_decoder_limit_is_stored_whole(endpoint, project, tra
 @pytest.fixture
 def small_collector(trackio_dir: Path) -> Iterator[Collector]:
     """Bounds small enough for one test request to cross them."""
-    config = CollectorConfig(
-        trackio_dir=trackio_dir,
-        endpoint="127.0.0.1:0",
-        http_endpoint="127.0.0.1:0",
-        max_message_bytes=4096,
-        max_queue_bytes=1,
-        stats_interval_s=3600,
-    )
+    config = local_config(trackio_dir, max_message_bytes=4096, max_queue_bytes=1)
     with Collector(config) as c:
         yield c
 
@@ -383,9 +376,7 @@ def test_sigterm_under_load_exits_cleanly_and_keeps_every_acknowledged_span(
 
 def test_stats_line_is_written_only_when_a_count_changed(trackio_dir, project, caplog):
     """An idle collector (a sidecar, most of the day) keeps its log quiet."""
-    config = CollectorConfig(
-        trackio_dir=trackio_dir, endpoint="127.0.0.1:0", http_endpoint=None, stats_interval_s=0.02
-    )
+    config = local_config(trackio_dir, http_endpoint=None, stats_interval_s=0.02)
     caplog.set_level("INFO", logger="trackio_otel.collector")
 
     def lines() -> list[str]:

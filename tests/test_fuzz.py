@@ -38,9 +38,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from trackio.sqlite_storage import SQLiteStorage
 
-from tests.conftest import load_fixture, runs
+from tests.conftest import load_fixture, local_config, runs
 from tests.test_http_receiver import hex_ids
-from trackio_otel.collector import Collector, CollectorConfig
+from trackio_otel.collector import Collector
 
 SEED = int(os.environ.get("TRACKIO_OTEL_FUZZ_SEED", "20261201"))
 REQUESTS = 3000
@@ -528,14 +528,7 @@ def shown(project: str) -> dict:
 @pytest.fixture
 def in_process_collector(trackio_dir: Path) -> Iterator[Collector]:
     """A collector whose writer runs in this process, so its log is the test's to read."""
-    config = CollectorConfig(
-        trackio_dir=trackio_dir,
-        endpoint="127.0.0.1:0",
-        http_endpoint="127.0.0.1:0",
-        writers=0,
-        stats_interval_s=3600,
-    )
-    with Collector(config) as c:
+    with Collector(local_config(trackio_dir, writers=0)) as c:
         yield c
 
 

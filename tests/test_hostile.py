@@ -29,7 +29,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
 
-from tests.conftest import runs, traces_of
+from tests.conftest import local_config, runs, traces_of
 from tests.test_collector_robustness import (
     assert_still_serving,
     new_span,
@@ -37,7 +37,7 @@ from tests.test_collector_robustness import (
     stored_span_ids,
     trace_request,
 )
-from trackio_otel.collector import Collector, CollectorConfig
+from trackio_otel.collector import Collector
 from trackio_otel.translate.conventions import media
 from trackio_otel.translate.model import Batch
 
@@ -249,9 +249,7 @@ def files_under(root: Path) -> set[Path]:
 
 def test_a_run_name_with_dot_dot_keeps_its_images_inside_the_media_directory(tmp_path, project):
     trackio_dir = tmp_path / "d1" / "d2" / "d3" / "trackio"  # where ../../../.. would land: inside
-    config = CollectorConfig(
-        trackio_dir=trackio_dir, endpoint="127.0.0.1:0", http_endpoint=None, stats_interval_s=3600
-    )
+    config = local_config(trackio_dir, http_endpoint=None)
     request = ExportTraceServiceRequest()
     escape = "../../../../x/run"
     attrs = {"trackio.project": project, "trackio.run.name": escape}
@@ -316,9 +314,7 @@ def test_a_request_past_its_media_limit_rejects_the_spans_that_cross_it(
 def quota_collector(trackio_dir: Path, monkeypatch) -> Iterator[str]:
     """A collector whose writer processes allow each project 1 MiB of media."""
     monkeypatch.setenv("TRACKIO_OTEL_PROJECT_MEDIA_MIB", "1")
-    config = CollectorConfig(
-        trackio_dir=trackio_dir, endpoint="127.0.0.1:0", http_endpoint=None, stats_interval_s=3600
-    )
+    config = local_config(trackio_dir, http_endpoint=None)
     with Collector(config) as c:
         yield f"127.0.0.1:{c.port}"
 

@@ -36,7 +36,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from trackio.sqlite_storage import SQLiteStorage
 
-from tests.conftest import AGENT_ROLES, load_fixture, only_run, traces_of
+from tests.conftest import AGENT_ROLES, load_fixture, local_config, only_run, traces_of
 from tests.test_collector_e2e import emit_agent_trace, emit_metrics, emit_step_logs, sdk_resource
 from tests.test_collector_robustness import (
     new_span,
@@ -44,7 +44,7 @@ from tests.test_collector_robustness import (
     trackio_lock,
     wait_until,
 )
-from trackio_otel.collector import Collector, CollectorConfig
+from trackio_otel.collector import Collector
 
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
 JSON = {"Content-Type": "application/json"}
@@ -268,14 +268,11 @@ def test_an_empty_request_is_a_success(collector):
 
 @pytest.fixture
 def small_collector(trackio_dir: Path) -> Iterator[Collector]:
-    config = CollectorConfig(
-        trackio_dir=trackio_dir,
-        endpoint="127.0.0.1:0",
-        http_endpoint="127.0.0.1:0",
+    config = local_config(
+        trackio_dir,
         max_message_bytes=4096,
         max_queue_bytes=1,
         write_timeout_s=0.5,
-        stats_interval_s=3600,
         http_cors_origins=("https://app.example",),
     )
     with Collector(config) as c:

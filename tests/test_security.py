@@ -22,10 +22,10 @@ from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExport
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpans
 from opentelemetry.sdk.trace.export import SpanExportResult
 
-from tests.conftest import traces_of
+from tests.conftest import local_config, traces_of
 from tests.test_collector_robustness import new_span, trace_request
 from tests.test_http_receiver import finished_spans
-from trackio_otel.collector import Collector, CollectorConfig
+from trackio_otel.collector import Collector
 from trackio_otel.collector.security import bearer_matches
 
 TOKEN = "s3cret-token"
@@ -94,16 +94,7 @@ def pki(tmp_path_factory) -> Pki:
 
 
 def start(trackio_dir: Path, **settings) -> Collector:
-    return Collector(
-        CollectorConfig(
-            trackio_dir=trackio_dir,
-            endpoint="127.0.0.1:0",
-            http_endpoint="127.0.0.1:0",
-            writers=0,
-            stats_interval_s=3600,
-            **settings,
-        )
-    ).start()
+    return Collector(local_config(trackio_dir, writers=0, **settings)).start()
 
 
 @pytest.fixture
@@ -261,15 +252,7 @@ def exposure_warnings(caplog) -> list[logging.LogRecord]:
 
 def test_a_non_loopback_address_without_a_token_warns_once(trackio_dir, caplog):
     with caplog.at_level(logging.WARNING, "trackio_otel.collector"):
-        c = Collector(
-            CollectorConfig(
-                trackio_dir=trackio_dir,
-                endpoint="0.0.0.0:0",
-                http_endpoint="127.0.0.1:0",
-                writers=0,
-                stats_interval_s=3600,
-            )
-        ).start()
+        c = Collector(local_config(trackio_dir, endpoint="0.0.0.0:0", writers=0)).start()
         c.stop()
     [warning] = exposure_warnings(caplog)
     assert "0.0.0.0" in warning.getMessage() and "--auth-token-file" in warning.getMessage()

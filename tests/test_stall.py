@@ -22,9 +22,9 @@ from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExport
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpans
 from opentelemetry.sdk.trace.export import SpanExportResult
 
-from tests.conftest import traces_of
+from tests.conftest import local_config, traces_of
 from tests.test_http_receiver import finished_spans
-from trackio_otel.collector import Collector, CollectorConfig
+from trackio_otel.collector import Collector
 from trackio_otel.collector.receiver import MAX_STREAMS_PER_CONNECTION
 
 SILENT_STREAMS = 64
@@ -136,14 +136,7 @@ def test_stalled_requests_get_408_or_are_closed_and_free_their_sockets(trackio_d
     sending it gets 408 with a Status naming the stall, and its connection closed; one
     that sent half its headers, and one that sent nothing, are closed. Nothing they sent
     is stored, and a real exporter meanwhile lands."""
-    config = CollectorConfig(
-        trackio_dir=trackio_dir,
-        endpoint="127.0.0.1:0",
-        http_endpoint="127.0.0.1:0",
-        http_read_timeout_s=0.5,
-        stats_interval_s=3600,
-    )
-    with Collector(config) as c, ExitStack() as stack:
+    with Collector(local_config(trackio_dir, http_read_timeout_s=0.5)) as c, ExitStack() as stack:
         s, half, silent = (
             stack.enter_context(closing(socket.create_connection(("127.0.0.1", c.http_port))))
             for _ in range(3)

@@ -22,7 +22,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
 
-from tests.conftest import AGENT_ROLES, load_fixture, traces_of
+from tests.conftest import AGENT_ROLES, load_fixture, local_config, traces_of
 from tests.test_collector_robustness import new_span, wait_until
 from tests.test_semconv import _kv
 from trackio_otel import rows
@@ -214,15 +214,9 @@ def test_a_long_trace_without_its_root_lags_then_settles_when_the_writer_is_idle
     collector's idle writer brings the row up to date."""
     spans = long_trace(290, rooted=False)  # last merged at 240: 290 < 240 * GROWTH
     config_dir = trackio_dir
-    from trackio_otel.collector import Collector, CollectorConfig
+    from trackio_otel.collector import Collector
 
-    config = CollectorConfig(
-        trackio_dir=config_dir,
-        endpoint="127.0.0.1:0",
-        http_endpoint=None,
-        writers=1,
-        stats_interval_s=3600,
-    )
+    config = local_config(config_dir, http_endpoint=None, writers=1)
     with Collector(config) as collector:
         with grpc.insecure_channel(f"127.0.0.1:{collector.port}") as channel:
             stub = trace_service_pb2_grpc.TraceServiceStub(channel)

@@ -22,7 +22,7 @@ import pytest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
 
-from tests.conftest import AGENT_ROLES, load_fixture, traces_of
+from tests.conftest import AGENT_ROLES, load_fixture, local_config, traces_of
 from tests.test_collector_e2e import split_root
 from tests.test_collector_robustness import (
     new_span,
@@ -32,7 +32,7 @@ from tests.test_collector_robustness import (
     wait_until,
 )
 from trackio_otel import rows
-from trackio_otel.collector import Collector, CollectorConfig
+from trackio_otel.collector import Collector
 from trackio_otel.store import sqlite as sqlite_store
 from trackio_otel.store.sqlite import SQLiteStore
 from trackio_otel.translate import logs as translate_logs
@@ -106,15 +106,7 @@ def test_spans_and_their_log_events_prepared_by_two_writers_at_once_read_whole(
 
 def writers(trackio_dir: Path, n: int) -> Collector:
     """A collector with ``n`` writer processes (0: one writer thread in process)."""
-    return Collector(
-        CollectorConfig(
-            trackio_dir=trackio_dir,
-            endpoint="127.0.0.1:0",
-            http_endpoint=None,
-            writers=n,
-            stats_interval_s=3600,
-        )
-    )
+    return Collector(local_config(trackio_dir, http_endpoint=None, writers=n))
 
 
 @pytest.fixture
